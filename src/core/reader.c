@@ -1,0 +1,382 @@
+/*
+ * reader.c - the consuming side of the span transport.
+ *
+ * A reader maps every process file of a session directory (finding new ones
+ * at each drain), hands the records between each ring's read and write
+ * positions to a callback without copying them, then advances the read
+ * position so the producer may reuse the space. It tells live processes from
+ * exited and crashed ones, hands over the spans a crashed thread left open,
+ * and lets go of (unlinks) the files of dead processes it has emptied, so a
+ * long run with short-lived workers does not fill shared memory.
+ *
+ * Only one reader drains a session at a time (flock on reader.lock).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "layout.h"
+#include "span.h"
+
+typedef struct rproc_t {
+    char file[96];
+    int fd;
+    uint8_t *base;
+    size_t size;
+    proc_hdr_t *hdr;
+    stall_reader_proc_t info;
+    int finalized;      /* dead, truncated spans handed over, file released */
+    char **saved_names; /* names kept after the mapping is released */
+} rproc_t;
+
+struct stall_reader_t {
+    char dir[PATH_MAX];
+    int lock_fd;
+    rproc_t *procs;
+    size_t n, cap;
+    char session_name[128];
+};
+
+static thread_slot_t *rslot(rproc_t *p, uint32_t i) {
+    return (thread_slot_t *)(void *)(p->base + p->hdr->slots_off + i * p->hdr->slot_size);
+}
+
+static void read_session_name(stall_reader_t *r) {
+    char path[PATH_MAX + 16], buf[2048];
+    snprintf(path, sizeof path, "%s/meta.json", r->dir);
+    if (stall__read_file(path, buf, sizeof buf) <= 0) return;
+    const char *k = strstr(buf, "\"name\":\"");
+    if (!k) return;
+    k += 8;
+    size_t o = 0;
+    while (*k && *k != '"' && o + 1 < sizeof r->session_name) {
+        if (*k == '\\' && k[1]) k++;
+        r->session_name[o++] = *k++;
+    }
+    r->session_name[o] = '\0';
+}
+
+stall_reader_t *stall_reader_open(const char *dir) {
+    stall_reader_t *r = NULL;
+    char path[PATH_MAX + 16];
+    struct stat st;
+    if (!dir || !*dir) {
+        stall__err("stall_reader_open: dir must be a session directory path");
+        return NULL;
+    }
+    if (stat(dir, &st) < 0) {
+        stall__errno(errno, "session directory %s", dir);
+        return NULL;
+    }
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    if (!S_ISDIR(st.st_mode) || access(path, R_OK) < 0) {
+        stall__err("%s is not a stall session directory (no meta.json)", dir);
+        return NULL;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        stall__err("stall_reader_open: out of memory");
+        return NULL;
+    }
+    r->lock_fd = -1;
+    stall__strlcpy(r->dir, dir, sizeof r->dir);
+    snprintf(path, sizeof path, "%s/reader.lock", dir);
+    r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (r->lock_fd < 0) {
+        stall__errno(errno, "cannot open %s", path);
+        goto fail;
+    }
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        stall__err("session %s is already being read by another reader", dir);
+        goto fail;
+    }
+    read_session_name(r);
+    return r;
+fail:
+    if (r->lock_fd >= 0) close(r->lock_fd);
+    free(r);
+    return NULL;
+}
+
+/* Maps a newly seen process file. Returns 0, or -1 to skip it this time. */
+static int proc_map(stall_reader_t *r, const char *file) {
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/%s", r->dir, file);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(proc_hdr_t)) goto fail;
+    uint8_t *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) goto fail;
+    proc_hdr_t *h = (proc_hdr_t *)(void *)base;
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != STALL_PROC_MAGIC ||
+        h->version != STALL_LAYOUT_VERSION || h->record_size != sizeof(stall_record_t) ||
+        h->file_size != (uint64_t)st.st_size ||
+        h->slots_off + (uint64_t)h->max_threads * h->slot_size > h->file_size) {
+        munmap(base, (size_t)st.st_size);
+        goto fail;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        rproc_t *np = realloc(r->procs, cap * sizeof *np);
+        if (!np) {
+            munmap(base, (size_t)st.st_size);
+            goto fail;
+        }
+        r->procs = np;
+        r->cap = cap;
+    }
+    rproc_t *p = &r->procs[r->n];
+    memset(p, 0, sizeof *p);
+    stall__strlcpy(p->file, file, sizeof p->file);
+    p->fd = fd;
+    p->base = base;
+    p->size = (size_t)st.st_size;
+    p->hdr = h;
+    p->info.index = (uint32_t)r->n;
+    p->info.pid = h->pid;
+    p->info.ppid = h->ppid;
+    p->info.alive = 1;
+    p->info.start_ns = h->start_ns;
+    stall__strlcpy(p->info.comm, h->comm, sizeof p->info.comm);
+    r->n++;
+    return 0;
+fail:
+    close(fd);
+    return -1;
+}
+
+static int known(stall_reader_t *r, const char *file) {
+    for (size_t i = 0; i < r->n; i++)
+        if (!strcmp(r->procs[i].file, file)) return 1;
+    return 0;
+}
+
+static void scan(stall_reader_t *r) {
+    DIR *d = opendir(r->dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 9 || len >= sizeof r->procs[0].file || strncmp(e->d_name, "p-", 2) != 0 ||
+            strcmp(e->d_name + len - 6, ".stall") != 0)
+            continue;
+        if (!known(r, e->d_name)) proc_map(r, e->d_name);
+    }
+    closedir(d);
+}
+
+/* Refreshes what we know of a mapped process. */
+static void proc_update(rproc_t *p) {
+    proc_hdr_t *h = p->hdr;
+    p->info.closed = atomic_load(&h->state) == PROC_CLOSED;
+    stall__strlcpy(p->info.label, h->label, sizeof p->info.label);
+    uint32_t used = atomic_load_explicit(&h->slots_used, memory_order_acquire);
+    if (used > h->max_threads) used = h->max_threads;
+    uint64_t dropped = atomic_load(&h->dropped);
+    uint32_t active = 0;
+    for (uint32_t i = 0; i < used; i++) {
+        thread_slot_t *s = rslot(p, i);
+        dropped += atomic_load_explicit(&s->dropped, memory_order_relaxed);
+        if (atomic_load(&s->state) == SLOT_ACTIVE) active++;
+    }
+    p->info.dropped = dropped;
+    p->info.threads = active;
+    if (p->info.closed) {
+        p->info.alive = 0;
+    } else {
+        uint64_t start = 0;
+        char state = 0;
+        int gone = stall__proc_stat(h->pid, &start, NULL, &state, NULL, 0) < 0;
+        if (!gone && start != h->proc_starttime) gone = 1; /* pid reused */
+        if (state == 'Z' || state == 'X') gone = 1;         /* exited, not yet reaped */
+        p->info.alive = !gone;
+    }
+}
+
+static ssize_t deliver(const stall_reader_proc_t *info, stall_record_t *recs, size_t n,
+                       stall_record_fn fn, void *ctx, int *stop) {
+    if (n == 0) return 0;
+    if (fn(ctx, info, recs, n) != 0) *stop = 1;
+    return (ssize_t)n;
+}
+
+/* Drains every slot of one process. */
+static ssize_t proc_drain(rproc_t *p, stall_record_fn fn, void *ctx, int *stop) {
+    proc_hdr_t *h = p->hdr;
+    uint32_t used = atomic_load_explicit(&h->slots_used, memory_order_acquire);
+    if (used > h->max_threads) used = h->max_threads;
+    uint64_t cap = h->ring_records;
+    ssize_t total = 0;
+    for (uint32_t i = 0; i < used && !*stop; i++) {
+        thread_slot_t *s = rslot(p, i);
+        stall_record_t *recs = slot_records(s);
+        uint64_t rd = atomic_load_explicit(&s->read_pos, memory_order_relaxed);
+        uint64_t wr = atomic_load_explicit(&s->write_pos, memory_order_acquire);
+        if (wr - rd > cap) rd = wr - cap; /* cannot happen with a sane producer */
+        while (rd < wr && !*stop) {
+            uint64_t idx = rd & (cap - 1);
+            uint64_t run = wr - rd;
+            if (run > cap - idx) run = cap - idx; /* stop at the wrap */
+            p->info.records_read += run;
+            total += deliver(&p->info, &recs[idx], (size_t)run, fn, ctx, stop);
+            rd += run;
+            atomic_store_explicit(&s->read_pos, rd, memory_order_release);
+        }
+    }
+    return total;
+}
+
+/* Builds the records of the spans open in one process: for a dead process
+ * (TRUNCATED) or a live one (OPEN). Skips a span already recorded (a crash
+ * between publishing the record and lowering the depth). */
+static ssize_t proc_open_spans(rproc_t *p, uint16_t flag, stall_record_fn fn, void *ctx, int *stop) {
+    proc_hdr_t *h = p->hdr;
+    uint32_t used = atomic_load_explicit(&h->slots_used, memory_order_acquire);
+    if (used > h->max_threads) used = h->max_threads;
+    ssize_t total = 0;
+    stall_record_t out[STALL_MAX_DEPTH];
+    for (uint32_t i = 0; i < used && !*stop; i++) {
+        thread_slot_t *s = rslot(p, i);
+        if (atomic_load(&s->state) != SLOT_ACTIVE) continue;
+        uint32_t depth = atomic_load_explicit(&s->depth, memory_order_acquire);
+        if (depth > STALL_MAX_DEPTH) depth = STALL_MAX_DEPTH;
+        uint64_t wr = atomic_load(&s->write_pos);
+        const stall_record_t *last = wr ? &slot_records(s)[(wr - 1) & (h->ring_records - 1)] : NULL;
+        size_t n = 0;
+        for (uint32_t d = 0; d < depth; d++) {
+            open_span_t o = s->stack[d];
+            if (o.start_ns == 0) continue;
+            if (last && flag == STALL_REC_TRUNCATED && last->start_ns == o.start_ns &&
+                last->name == o.name && last->depth == d)
+                continue;
+            stall_record_t *r = &out[n++];
+            memset(r, 0, sizeof *r);
+            r->start_ns = o.start_ns;
+            r->pid = h->pid;
+            r->tid = s->tid;
+            r->name = o.name;
+            r->kind = o.kind;
+            r->depth = (uint8_t)d;
+            r->flags = flag;
+        }
+        total += deliver(&p->info, out, n, fn, ctx, stop);
+    }
+    return total;
+}
+
+/* Keeps the names of a process before its mapping goes away. */
+static void save_names(rproc_t *p) {
+    name_slot_t *names = (name_slot_t *)(void *)(p->base + p->hdr->names_off);
+    p->saved_names = calloc(STALL_NAME_SLOTS, sizeof(char *));
+    if (!p->saved_names) return;
+    for (uint32_t i = 0; i < STALL_NAME_SLOTS; i++)
+        if (atomic_load(&names[i].state) == NAME_READY) p->saved_names[i] = strndup(names[i].str, sizeof names[i].str);
+}
+
+static void proc_release(stall_reader_t *r, rproc_t *p) {
+    save_names(p);
+    munmap(p->base, p->size);
+    close(p->fd);
+    p->base = NULL;
+    p->hdr = NULL;
+    p->fd = -1;
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/%s", r->dir, p->file);
+    unlink(path); /* emptied and dead: its memory can go back */
+}
+
+ssize_t stall_reader_drain(stall_reader_t *r, stall_record_fn fn, void *ctx) {
+    if (!r || !fn) return stall__err("stall_reader_drain: reader and callback are required");
+    scan(r);
+    ssize_t total = 0;
+    int stop = 0;
+    for (size_t i = 0; i < r->n && !stop; i++) {
+        rproc_t *p = &r->procs[i];
+        if (p->finalized) continue;
+        /* decide liveness before draining: a process that is dead now wrote
+         * its last record before we look at the rings */
+        proc_update(p);
+        int dead = !p->info.alive;
+        total += proc_drain(p, fn, ctx, &stop);
+        if (dead && !stop) {
+            if (!p->info.closed) total += proc_open_spans(p, STALL_REC_TRUNCATED, fn, ctx, &stop);
+            if (!stop) {
+                proc_update(p);
+                p->finalized = 1;
+                proc_release(r, p);
+            }
+        }
+    }
+    return total;
+}
+
+ssize_t stall_reader_open_spans(stall_reader_t *r, stall_record_fn fn, void *ctx) {
+    if (!r || !fn) return stall__err("stall_reader_open_spans: reader and callback are required");
+    scan(r);
+    ssize_t total = 0;
+    int stop = 0;
+    for (size_t i = 0; i < r->n && !stop; i++) {
+        rproc_t *p = &r->procs[i];
+        if (p->finalized) continue;
+        proc_update(p);
+        if (p->info.alive) total += proc_open_spans(p, STALL_REC_OPEN, fn, ctx, &stop);
+    }
+    return total;
+}
+
+size_t stall_reader_proc(stall_reader_t *r, size_t index, stall_reader_proc_t *out) {
+    if (!r) return 0;
+    if (out && index < r->n) {
+        rproc_t *p = &r->procs[index];
+        if (!p->finalized) proc_update(p);
+        *out = p->info;
+    }
+    return r->n;
+}
+
+const char *stall_reader_name(stall_reader_t *r, uint32_t proc_index, uint32_t name) {
+    if (!r || proc_index >= r->n || name == 0 || name > STALL_NAME_SLOTS) return "";
+    rproc_t *p = &r->procs[proc_index];
+    if (p->finalized) {
+        const char *s = p->saved_names ? p->saved_names[name - 1] : NULL;
+        return s ? s : "";
+    }
+    name_slot_t *slot = (name_slot_t *)(void *)(p->base + p->hdr->names_off) + (name - 1);
+    if (atomic_load_explicit(&slot->state, memory_order_acquire) != NAME_READY) return "";
+    return slot->str;
+}
+
+const char *stall_reader_session_name(stall_reader_t *r) { return r ? r->session_name : ""; }
+
+int stall_reader_close(stall_reader_t *r, int remove) {
+    if (!r) return 0;
+    int rc = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        rproc_t *p = &r->procs[i];
+        if (p->base) {
+            munmap(p->base, p->size);
+            close(p->fd);
+        }
+        if (p->saved_names) {
+            for (uint32_t k = 0; k < STALL_NAME_SLOTS; k++) free(p->saved_names[k]);
+            free(p->saved_names);
+        }
+    }
+    free(r->procs);
+    if (remove) rc = stall__remove_dir(r->dir);
+    if (r->lock_fd >= 0) close(r->lock_fd);
+    free(r);
+    return rc;
+}
