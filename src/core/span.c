@@ -62,7 +62,10 @@ typedef struct thr_t {
     int cpu;
 } thr_t;
 
-static _Thread_local thr_t t_thr;
+/* initial-exec: one %fs-relative load instead of a __tls_get_addr call per
+ * access when libstall is linked into a shared object (the Python module);
+ * it needs only sizeof(thr_t) bytes of the static TLS surplus. */
+static _Thread_local thr_t t_thr __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint32_t g_gen = 1;
