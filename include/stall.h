@@ -89,11 +89,14 @@ typedef struct stall_options_t {
      * record nothing and are counted as dropped. */
     uint32_t max_threads;
     /* 1: also record each span's thread CPU time (one more syscall per
-     * begin and per end, ~400 ns here). Default 0, or STALL_THREAD_CPU=1. */
+     * begin and per end, ~400 ns here). Default 0, or STALL_THREAD_CPU=1.
+     * Once switched on by any session it stays on for every thread of the
+     * process (the rings are per process, not per session). */
     int thread_cpu_time;
     /* 1: leave the session directory in place when the process that created
      * it exits, so a reader (`stall dump DIR`) can read it later. Default 0:
-     * the creating process removes it at exit (a reader has drained it). */
+     * the creating process removes it at exit (a reader has drained it).
+     * Like thread_cpu_time, once set by any session it holds for the process. */
     int keep;
     /* 1: do not export STALL_SESSION_DIR to the environment. Default 0:
      * the variable is set so that child processes (spawned DataLoader

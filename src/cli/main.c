@@ -150,7 +150,7 @@ static int cmd_dump(int argc, char **argv) {
             stall_reader_proc_t p;
             stall_reader_proc(r, pi, &p);
             printf("\npid %u (%s%s%s)  %s  dropped %" PRIu64 "\n", p.pid, p.comm, p.label[0] ? ", " : "",
-                   p.label, p.closed ? "exited" : p.alive ? "running" : "died without detaching",
+                   p.label, p.closed ? "exited" : p.alive ? "running" : "exited without detaching",
                    p.dropped);
             printf("  %-28s %-13s %8s %12s %12s %12s\n", "operation", "kind", "count", "total ms", "mean us",
                    "max us");

@@ -150,7 +150,14 @@ int stall_log(int level, const char *event, const stall_field_t *fields, size_t 
         }
     }
     if (b.overflow) {
-        /* cut inside a value: close what is open so the line stays JSON */
+        /* too long: drop the fields, cut the event name (at a UTF-8
+         * character boundary) so the line stays one valid JSON object */
+        char ev[257];
+        size_t n = strnlen(event, sizeof ev - 1);
+        if (event[n])
+            while (n > 0 && ((unsigned char)event[n] & 0xC0) == 0x80) n--;
+        memcpy(ev, event, n);
+        ev[n] = '\0';
         b.len = 0;
         b.overflow = 0;
         puts_(&b, "{\"ts\":\"");
@@ -158,7 +165,7 @@ int stall_log(int level, const char *event, const stall_field_t *fields, size_t 
         puts_(&b, "\",\"level\":\"");
         puts_(&b, stall_log_level_name(level));
         puts_(&b, "\",\"event\":");
-        put_json_string(&b, event);
+        put_json_string(&b, ev);
         puts_(&b, ",\"truncated\":true");
     }
     b.cap += 2;

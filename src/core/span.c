@@ -530,14 +530,14 @@ stall_session_t *stall_session_start(const char *name, const stall_options_t *o)
     }
     int created = 0;
     if (!g_dir[0]) {
-        if (o) {
-            g_cfg_ring = o->ring_records;
-            g_cfg_threads = o->max_threads;
-        }
         if (dir_create(name, o) < 0) {
             pthread_mutex_unlock(&g_lock);
             free(s);
             return NULL;
+        }
+        if (o) {
+            g_cfg_ring = o->ring_records;
+            g_cfg_threads = o->max_threads;
         }
         created = 1;
         if (!(o && o->no_export)) setenv("STALL_SESSION_DIR", g_dir, 1);
