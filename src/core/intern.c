@@ -8,6 +8,7 @@
  * so interning is lock free from any number of threads.
  */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -34,6 +35,13 @@ static void mirror_one(name_slot_t *names, uint32_t i) {
 void stall__intern_mirror_all(name_slot_t *names) {
     for (uint32_t i = 0; i < STALL_NAME_SLOTS; i++)
         if (atomic_load(&g_names[i].state) == NAME_READY) mirror_one(names, i);
+}
+
+void stall__intern_after_fork(void) {
+    /* the only thread left; a slot another thread was writing at the fork
+     * would never be finished here: free it (that name gets a new id) */
+    for (uint32_t i = 0; i < STALL_NAME_SLOTS; i++)
+        if (atomic_load(&g_names[i].state) == NAME_WRITING) atomic_store(&g_names[i].state, NAME_FREE);
 }
 
 const char *stall__intern_lookup(stall_name_t id) {
@@ -65,9 +73,13 @@ stall_name_t stall_intern(const char *name) {
             }
             st = expect;
         }
-        /* another thread is writing this slot: wait for it, briefly */
-        for (int spin = 0; st == NAME_WRITING && spin < (1 << 16); spin++)
+        /* another thread is writing this slot: wait until it is done (the
+         * writer holds no lock and finishes in a few stores; yield in case it
+         * was preempted). Moving on instead would give one name two ids. */
+        for (unsigned spin = 0; st == NAME_WRITING; spin++) {
+            if (spin >= 1024) sched_yield();
             st = atomic_load_explicit(&s->state, memory_order_acquire);
+        }
         if (st == NAME_READY && slot_matches(s, h, name, len)) return i + 1;
     }
     return 0; /* table full */

@@ -61,6 +61,13 @@ static void read_session_name(stall_reader_t *r) {
     k += 8;
     size_t o = 0;
     while (*k && *k != '"' && o + 1 < sizeof r->session_name) {
+        if (*k == '\\' && k[1] == 'u') { /* \u00XX: the control characters we escape */
+            char hex[5] = {0};
+            memcpy(hex, k + 2, strnlen(k + 2, 4) < 4 ? strnlen(k + 2, 4) : 4);
+            r->session_name[o++] = (char)strtol(hex, NULL, 16);
+            k += 2 + strlen(hex);
+            continue;
+        }
         if (*k == '\\' && k[1]) k++;
         r->session_name[o++] = *k++;
     }

@@ -132,6 +132,7 @@ static void atfork_prepare(void) { pthread_mutex_lock(&g_lock); }
 static void atfork_parent(void) { pthread_mutex_unlock(&g_lock); }
 static void atfork_child(void) {
     pthread_mutex_init(&g_lock, NULL);
+    stall__intern_after_fork();
     proc_file_t *p = atomic_load(&g_proc);
     if (p) {
         /* the parent's file stays the parent's: unmap it here, make our own
@@ -477,8 +478,9 @@ static int dir_create(const char *name, const stall_options_t *o) {
     if (mkdir(path, 0700) < 0) return stall__errno(errno, "cannot create session directory %s", path);
     chmod(path, 0700);
 
-    char meta[1024], esc[256], mpath[PATH_MAX + 16];
-    json_escape_into(esc, sizeof esc, name);
+    char meta[1280], esc[6 * 128 + 8], cut[129], mpath[PATH_MAX + 16];
+    stall__strlcpy(cut, name, sizeof cut); /* session names beyond 128 bytes are cut */
+    json_escape_into(esc, sizeof esc, cut);
     uint64_t mono = stall__clock_ns(CLOCK_MONOTONIC), real = stall__clock_ns(CLOCK_REALTIME);
     int m = snprintf(meta, sizeof meta,
                      "{\"name\":\"%s\",\"creator_pid\":%d,\"version\":\"%s\",\"layout\":%u,"

@@ -14,6 +14,10 @@ name_slot_t *stall__shared_names(void);
 /* Mirrors every interned name into a freshly made shared table. */
 void stall__intern_mirror_all(name_slot_t *names);
 
+/* In a forked child: frees name slots that another thread of the parent was
+ * writing at the fork. */
+void stall__intern_after_fork(void);
+
 /* The name of id in this process's private table, or NULL. */
 const char *stall__intern_lookup(stall_name_t id);
 

@@ -507,6 +507,25 @@ def test_session_keep_lets_a_later_reader_drain(tmp_path):
     assert not os.path.exists(out["dir"])
 
 
+def test_session_name_with_quotes_and_control_characters_round_trips(tmp_path):
+    name = 'tab\there "quoted" back\\slash'
+    out = run_py(
+        """
+        import json, sys, stall
+        s = stall.Session(sys.argv[2], base_dir=sys.argv[1], keep=True, no_export=True)
+        s.stop()
+        print(json.dumps(dict(dir=s.dir)))
+        """,
+        tmp_path,
+        name,
+    )
+    r = stall.Reader(out["dir"])
+    try:
+        assert r.session_name == name
+    finally:
+        r.close(remove=True)
+
+
 def test_session_start_failure_raises_value_error_with_library_message(tmp_path):
     out = run_py(
         """
