@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
            best[0], best[1] - best[0]);
     printf("2 threads: span pair %6.1f ns   two bare clock reads %6.1f ns   overhead %5.1f ns (per thread)\n",
            best[3], best[2], best[3] - best[2]);
-    printf("records drained %llu of %llu, dropped %llu\n", (unsigned long long)atomic_load(&g_read),
+    printf("records drained %llu of %llu (+1 session marker), dropped %llu\n", (unsigned long long)atomic_load(&g_read),
            (unsigned long long)recorded, (unsigned long long)dropped);
     stall_reader_close(r, 1);
     stall_session_stop(s);
