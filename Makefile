@@ -1,7 +1,8 @@
 # The front door of stall. `make` builds into build/ (build/stall is the CLI,
 # build/python holds the package), `make demo` shows it at work, `make test`
 # runs every test: C unit tests, the same under ASan+UBSan, the ring's
-# concurrency tests under TSan, and the Python tests. Each target first makes
+# concurrency tests under TSan, a smoke run of the parsers' fuzz targets, and
+# the Python tests. Each target first makes
 # sure the Debian packages it needs are there (tools/ensure-deps).
 
 # The Debian interpreter: the one apt-get installs python3-* packages for.
@@ -11,12 +12,12 @@ BUILD ?= build
 MESON ?= meson
 NINJA ?= ninja
 
-.PHONY: all build demo test test-c test-asan test-tsan test-python bench clean deps
+.PHONY: all build demo test bench fuzz clean deps
 
 all: build
 
 deps:
-	@./tools/ensure-deps build test demo
+	@./tools/ensure-deps build test demo bench
 
 $(BUILD)/build.ninja:
 	@./tools/ensure-deps build
@@ -36,7 +37,14 @@ test: build
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) ./tests/run-all
 
 bench: build
+	@./tools/ensure-deps bench
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) ./bench/run
 
+# the parsers' libFuzzer targets, 60 s each (make test runs a short smoke)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@./tools/ensure-deps test
+	@./fuzz/run $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

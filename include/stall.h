@@ -255,6 +255,225 @@ int stall_reader_close(stall_reader_t *r, int remove);
 /* Sets this process's label (e.g. "main", "worker 3"), shown by readers. */
 int stall_set_process_label(const char *label);
 
+/* ------------------------------------------------------------- sampling */
+
+/* What the machine and the profiled process tree are doing, sampled by one
+ * thread at an interval. Every field has a validity bit: a field whose bit is
+ * clear is unknown (unreadable file, old kernel, no GPU), never 0 by default.
+ * Rates and shares are over the interval since the previous sample. */
+
+/* Bits of stall_sys_t.valid */
+#define STALL_SYS_CPU (1ull << 0)      /* ncpus, ctx_switches; the cpu_* shares also need STALL_SYS_RATES */
+#define STALL_SYS_LOAD (1ull << 1)     /* load1/5/15, procs_running/blocked */
+#define STALL_SYS_MEM (1ull << 2)      /* mem_* */
+#define STALL_SYS_SWAP (1ull << 3)     /* swap_* */
+#define STALL_SYS_PSI_CPU (1ull << 4)  /* psi_cpu_* (some; full when the kernel has it) */
+#define STALL_SYS_PSI_IO (1ull << 5)   /* psi_io_* */
+#define STALL_SYS_PSI_MEM (1ull << 6)  /* psi_mem_* */
+#define STALL_SYS_DISK (1ull << 7)     /* disk_* */
+#define STALL_SYS_NET (1ull << 8)      /* net_* */
+#define STALL_SYS_FREQ (1ull << 9)     /* cpu_freq_mhz */
+#define STALL_SYS_CG_CPU (1ull << 10)  /* cg_cpu_quota_us/period_us (quota -1 = no limit) */
+#define STALL_SYS_CG_THROTTLE (1ull << 11) /* cg_nr_throttled, cg_throttled_ns; cg_throttled_share also needs STALL_SYS_RATES */
+#define STALL_SYS_CG_MEM (1ull << 12)  /* cg_mem_limit_bytes (UINT64_MAX = no limit), cg_mem_usage_bytes */
+#define STALL_SYS_RATES (1ull << 13)   /* the rates and shares: a previous sample existed and a clock tick elapsed */
+#define STALL_SYS_PSI_CPU_FULL (1ull << 14) /* psi_cpu_full_* (kernels >= 5.13) */
+
+typedef struct stall_sys_t {
+    uint64_t t_ns;  /* CLOCK_MONOTONIC, as spans */
+    uint64_t valid; /* STALL_SYS_* */
+    /* CPU: shares of all online cores' time over the interval, 0..1 */
+    double cpu_user;   /* user + nice */
+    double cpu_system; /* system + irq + softirq */
+    double cpu_iowait;
+    double cpu_steal;
+    double cpu_idle;
+    uint32_t ncpus;      /* online CPUs */
+    double usable_cores; /* min(ncpus, cgroup quota/period, CPU affinity of the root) */
+    uint64_t ctx_switches; /* cumulative, system-wide */
+    double ctx_switches_per_s;
+    double load1, load5, load15;
+    uint32_t procs_running, procs_blocked;
+    /* memory, bytes */
+    uint64_t mem_total_bytes, mem_available_bytes, mem_cached_bytes;
+    uint64_t swap_total_bytes, swap_free_bytes;
+    /* what this tree can still use: min(MemAvailable, cgroup limit - usage) */
+    uint64_t mem_usable_available_bytes;
+    /* pressure stall information: avg10 in percent, totals cumulative in us */
+    double psi_cpu_some_avg10, psi_cpu_full_avg10;
+    double psi_io_some_avg10, psi_io_full_avg10;
+    double psi_mem_some_avg10, psi_mem_full_avg10;
+    uint64_t psi_cpu_some_us, psi_cpu_full_us, psi_io_some_us, psi_io_full_us;
+    uint64_t psi_mem_some_us, psi_mem_full_us;
+    /* disks (whole devices, no partitions) and network (all but loopback):
+     * cumulative bytes and per-second rates; disk_busy is the busiest
+     * disk's share of the interval with I/O in flight, 0..1 */
+    uint64_t disk_read_bytes, disk_write_bytes;
+    double disk_read_bytes_per_s, disk_write_bytes_per_s, disk_busy;
+    uint64_t net_rx_bytes, net_tx_bytes;
+    double net_rx_bytes_per_s, net_tx_bytes_per_s;
+    double cpu_freq_mhz; /* mean over online CPUs */
+    /* container limits of the root process's cgroup */
+    int cgroup_version; /* 1, 2, or 0 when unknown */
+    int64_t cg_cpu_quota_us; /* -1: no limit */
+    uint64_t cg_cpu_period_us;
+    uint64_t cg_nr_throttled, cg_throttled_ns;
+    double cg_throttled_share; /* share of the interval's periods that were throttled */
+    uint64_t cg_mem_limit_bytes, cg_mem_usage_bytes;
+} stall_sys_t;
+
+/* Bits of stall_proc_sample_t.valid */
+#define STALL_PROC_STAT (1ull << 0)  /* state, ppid, utime/stime, threads, rss, starttime */
+#define STALL_PROC_IO (1ull << 1)    /* read/write bytes (/proc/<pid>/io; often unreadable) */
+#define STALL_PROC_CTXT (1ull << 2)  /* voluntary/involuntary context switches (re-read every 5th sample) */
+#define STALL_PROC_SCHED (1ull << 3) /* run-queue wait (schedstat of the main thread) */
+#define STALL_PROC_PSS (1ull << 4)   /* pss_bytes (smaps_rollup, read at a lower rate) */
+#define STALL_PROC_GPU (1ull << 5)   /* gpu_mem_bytes */
+#define STALL_PROC_RATES (1ull << 6) /* cpu_util and the rates: seen in a previous sample */
+
+typedef struct stall_proc_sample_t {
+    uint32_t pid, ppid;
+    uint64_t valid; /* STALL_PROC_* */
+    uint32_t depth; /* 0 for the root of the tree */
+    char state;     /* R, S, D, Z, ... */
+    char comm[32];
+    uint64_t starttime; /* clock ticks after boot: with pid, identifies the process */
+    uint64_t utime_ns, stime_ns; /* cumulative */
+    double cpu_util;             /* cores used over the interval (1.5 = 150%) */
+    uint32_t threads;
+    uint64_t rss_bytes, pss_bytes;
+    uint64_t read_bytes, write_bytes; /* storage I/O, cumulative */
+    double read_bytes_per_s, write_bytes_per_s;
+    uint64_t vol_ctx_switches, invol_ctx_switches;
+    uint64_t run_ns, runq_wait_ns; /* schedstat, cumulative */
+    double runq_wait_share;        /* waiting-to-run time per interval, in cores */
+    uint64_t gpu_mem_bytes;
+} stall_proc_sample_t;
+
+/* Bits of stall_gpu_t.valid */
+#define STALL_GPU_UTIL (1ull << 0)  /* util_sm_pct, util_mem_pct */
+#define STALL_GPU_MEM (1ull << 1)   /* mem_used_bytes, mem_total_bytes */
+#define STALL_GPU_POWER (1ull << 2) /* power_mw */
+#define STALL_GPU_TEMP (1ull << 3)  /* temp_c */
+#define STALL_GPU_CLOCK (1ull << 4) /* clock_sm_mhz, clock_mem_mhz */
+#define STALL_GPU_PCIE (1ull << 5)  /* pcie_rx/tx_bytes_per_s */
+#define STALL_GPU_TREE (1ull << 6)  /* tree_mem_bytes: memory of the tree's processes */
+
+typedef struct stall_gpu_t {
+    uint32_t index;
+    uint64_t valid; /* STALL_GPU_* */
+    char name[64];
+    char uuid[80];
+    double util_sm_pct, util_mem_pct;
+    uint64_t mem_used_bytes, mem_total_bytes;
+    double power_mw;
+    double temp_c;
+    double clock_sm_mhz, clock_mem_mhz;
+    double pcie_rx_bytes_per_s, pcie_tx_bytes_per_s;
+    uint64_t tree_mem_bytes;
+} stall_gpu_t;
+
+/* The metrics kept as time series (one value per sample; NaN = unknown). */
+typedef enum stall_metric_t {
+    STALL_M_CPU_USER = 0,     /* share 0..1 */
+    STALL_M_CPU_SYSTEM,
+    STALL_M_CPU_IOWAIT,
+    STALL_M_CPU_STEAL,
+    STALL_M_LOAD1,
+    STALL_M_MEM_AVAILABLE,    /* bytes the tree can still use */
+    STALL_M_MEM_USED,         /* total - available, bytes */
+    STALL_M_SWAP_USED,        /* bytes */
+    STALL_M_PSI_CPU_SOME,     /* avg10, % */
+    STALL_M_PSI_IO_SOME,
+    STALL_M_PSI_IO_FULL,
+    STALL_M_PSI_MEM_SOME,
+    STALL_M_PSI_MEM_FULL,
+    STALL_M_DISK_READ,        /* bytes/s */
+    STALL_M_DISK_WRITE,
+    STALL_M_DISK_BUSY,        /* 0..1 */
+    STALL_M_NET_RX,           /* bytes/s */
+    STALL_M_NET_TX,
+    STALL_M_CG_THROTTLED,     /* 0..1 */
+    STALL_M_TREE_PROCS,       /* processes in the tree */
+    STALL_M_MAIN_CPU,         /* cores used by the root process */
+    STALL_M_WORKERS_CPU,      /* cores used by all its descendants */
+    STALL_M_MAIN_RSS,         /* bytes */
+    STALL_M_WORKERS_RSS,
+    STALL_M_TREE_READ,        /* storage bytes/s of the tree */
+    STALL_M_TREE_WRITE,
+    STALL_M_TREE_RUNQ_WAIT,   /* cores' worth of waiting to run */
+    STALL_M_GPU_UTIL,         /* mean SM utilisation over GPUs, % */
+    STALL_M_GPU_MEM_USED,     /* bytes, summed over GPUs */
+    STALL_M_GPU_POWER,        /* mW, summed */
+    STALL_M_GPU_PCIE_RX,      /* bytes/s, summed */
+    STALL_M_GPU_PCIE_TX,
+    STALL_M_COUNT_
+} stall_metric_t;
+
+/* Returns the metric's name with its unit ("cpu_user_share", "mem_available_bytes"...). */
+const char *stall_metric_name(int metric);
+
+/* One point of a series: the values of `n` raw samples folded together. */
+typedef struct stall_point_t {
+    uint64_t t_ns;    /* start of the bucket (the sample's time for raw points) */
+    uint64_t span_ns; /* time the bucket covers (0 for a raw sample) */
+    double min, avg, max; /* NaN when all folded values were unknown */
+    uint32_t n;       /* samples folded (1 for a raw sample, 0 if all unknown) */
+} stall_point_t;
+
+typedef struct stall_sampler_t stall_sampler_t;
+
+typedef struct stall_sampler_options_t {
+    uint64_t interval_ns; /* default 100 ms; below 1 ms is an error */
+    uint32_t max_samples; /* per level of the series; default 1200; 16..1000000 */
+    uint32_t root_pid;    /* the tree to follow; default: the calling process */
+    const char *proc_root; /* default "/proc" (tests point it at fixture trees) */
+    const char *sys_root;  /* default "/sys" */
+    int no_gpu;            /* 1: do not load NVML */
+    uint64_t pss_interval_ns; /* smaps_rollup period; default 10 x interval; 0 = default */
+} stall_sampler_options_t;
+
+/* Makes a sampler (nothing is read yet). NULL with an error naming the field
+ * for bad options. Owned by the caller; free with stall_sampler_free. */
+stall_sampler_t *stall_sampler_new(const stall_sampler_options_t *opts);
+
+/* Takes one sample now, on the calling thread. Returns 0 or -1. */
+int stall_sampler_sample(stall_sampler_t *s);
+
+/* Starts / stops the sampling thread. start: 0, or -1 (already running,
+ * thread creation failed). stop waits for the thread; 0 if it was not running. */
+int stall_sampler_start(stall_sampler_t *s);
+int stall_sampler_stop(stall_sampler_t *s);
+
+/* Copies the latest system sample into *out. Returns 0, or -1 when no sample
+ * was taken yet. */
+int stall_sampler_latest(stall_sampler_t *s, stall_sys_t *out);
+
+/* Copies up to cap processes of the latest tree (root first) into out;
+ * returns how many the tree has (which may exceed cap). */
+size_t stall_sampler_procs(stall_sampler_t *s, stall_proc_sample_t *out, size_t cap);
+
+/* Copies up to cap GPUs of the latest sample; returns how many there are
+ * (0: no GPU, or no NVML). */
+size_t stall_sampler_gpus(stall_sampler_t *s, stall_gpu_t *out, size_t cap);
+
+/* Copies the per-core busy shares (0..1) of the latest sample; returns the
+ * number of cores. */
+size_t stall_sampler_cores(stall_sampler_t *s, double *out, size_t cap);
+
+/* Copies the series of a metric, oldest first: coarse buckets for old
+ * stretches, raw samples for the recent ones. Returns the number of points
+ * (which may exceed cap: only the newest cap are copied), or -1 for a bad
+ * metric. */
+ssize_t stall_sampler_series(stall_sampler_t *s, int metric, stall_point_t *out, size_t cap);
+
+/* Number of samples taken, and the bytes the series hold (fixed at creation). */
+uint64_t stall_sampler_count(stall_sampler_t *s);
+size_t stall_sampler_memory_bytes(const stall_sampler_t *s);
+
+/* Stops the thread if running and frees everything. */
+void stall_sampler_free(stall_sampler_t *s);
+
 /* -------------------------------------------------------------- logging */
 
 typedef enum stall_log_level_t {

@@ -4,13 +4,18 @@
  *   stall version               print the version
  *   stall dump [--summary] DIR  drain a session directory: every record as one
  *                               JSON line, or a per-operation summary table
+ *   stall sample [options]      what the machine and a process tree are doing
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stall.h"
 
@@ -24,6 +29,10 @@ static const char *usage_text =
     "                             (one JSON object per line, or with --summary a table\n"
     "                             per process and operation); the directory is removed\n"
     "                             afterwards unless --keep is given\n"
+    "  sample [--pid PID] [--interval SECONDS] [--count N] [--json]\n"
+    "                             sample the system, the process tree of PID (default:\n"
+    "                             stall itself) and the GPUs N times (default 2),\n"
+    "                             INTERVAL apart (default 0.5), and print each sample\n"
     "  help                       show this help\n";
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -174,6 +183,188 @@ static int cmd_dump(int argc, char **argv) {
     return 0;
 }
 
+
+/* ------------------------------------------------------------ sample */
+
+/* Prints a value with its unit, or "unknown" when its validity bit is clear. */
+static void field(const char *label, int known, const char *fmt, double v) {
+    printf("  %-26s ", label);
+    if (known) printf(fmt, v);
+    else printf("unknown");
+    printf("\n");
+}
+
+static void print_human(stall_sampler_t *s, const stall_sys_t *y) {
+    int rates = (y->valid & STALL_SYS_RATES) != 0;
+    printf("system (%u CPUs, %.2f usable)\n", y->ncpus, y->usable_cores);
+    if (rates && (y->valid & STALL_SYS_CPU))
+        printf("  %-26s %.1f / %.1f / %.1f (steal %.1f)\n", "cpu user/system/iowait %", 100 * y->cpu_user,
+               100 * y->cpu_system, 100 * y->cpu_iowait, 100 * y->cpu_steal);
+    else
+        printf("  %-26s unknown\n", "cpu user/system/iowait %");
+    field("load (1 min)", (y->valid & STALL_SYS_LOAD) != 0, "%.2f", y->load1);
+    field("memory available GiB", (y->valid & STALL_SYS_MEM) != 0, "%.2f",
+          y->mem_usable_available_bytes / 1073741824.0);
+    field("memory total GiB", (y->valid & STALL_SYS_MEM) != 0, "%.2f", y->mem_total_bytes / 1073741824.0);
+    field("pressure cpu some %", (y->valid & STALL_SYS_PSI_CPU) != 0, "%.2f", y->psi_cpu_some_avg10);
+    field("pressure io some/full %", (y->valid & STALL_SYS_PSI_IO) != 0, "%.2f", y->psi_io_some_avg10);
+    field("pressure memory some %", (y->valid & STALL_SYS_PSI_MEM) != 0, "%.2f", y->psi_mem_some_avg10);
+    field("disk read MB/s", rates && (y->valid & STALL_SYS_DISK), "%.2f", y->disk_read_bytes_per_s / 1e6);
+    field("disk write MB/s", rates && (y->valid & STALL_SYS_DISK), "%.2f", y->disk_write_bytes_per_s / 1e6);
+    field("disk busy %", rates && (y->valid & STALL_SYS_DISK), "%.1f", 100 * y->disk_busy);
+    field("net rx/tx MB/s", rates && (y->valid & STALL_SYS_NET), "%.3f",
+          (y->net_rx_bytes_per_s + y->net_tx_bytes_per_s) / 1e6);
+    field("cpu MHz", (y->valid & STALL_SYS_FREQ) != 0, "%.0f", y->cpu_freq_mhz);
+    if (y->valid & STALL_SYS_CG_CPU) {
+        if (y->cg_cpu_quota_us >= 0)
+            printf("  %-26s %.2f cores (cgroup v%d)\n", "cpu limit", (double)y->cg_cpu_quota_us / (double)y->cg_cpu_period_us,
+                   y->cgroup_version);
+        else
+            printf("  %-26s none (cgroup v%d)\n", "cpu limit", y->cgroup_version);
+    }
+    if (y->valid & STALL_SYS_CG_MEM) {
+        if (y->cg_mem_limit_bytes != UINT64_MAX)
+            printf("  %-26s %.2f GiB\n", "memory limit", y->cg_mem_limit_bytes / 1073741824.0);
+        else
+            printf("  %-26s none\n", "memory limit");
+    }
+    stall_proc_sample_t p[64];
+    size_t n = stall_sampler_procs(s, p, 64);
+    printf("process tree (%zu)\n  %-8s %-6s %-20s %5s %8s %10s %10s\n", n, "pid", "ppid", "command", "state",
+           "cpu %", "rss MiB", "read MB/s");
+    for (size_t i = 0; i < n && i < 64; i++) {
+        int r = (p[i].valid & STALL_PROC_RATES) != 0;
+        char cpu[16], rd[16];
+        snprintf(cpu, sizeof cpu, r ? "%.1f" : "-", 100 * p[i].cpu_util);
+        snprintf(rd, sizeof rd, r && (p[i].valid & STALL_PROC_IO) ? "%.2f" : "-", p[i].read_bytes_per_s / 1e6);
+        printf("  %*s%-*u %-6u %-20.20s %5c %8s %10.1f %10s\n", (int)(p[i].depth > 4 ? 8 : 2 * p[i].depth), "",
+               8 - (int)(p[i].depth > 4 ? 8 : 2 * p[i].depth), p[i].pid, p[i].ppid, p[i].comm, p[i].state, cpu,
+               p[i].rss_bytes / 1048576.0, rd);
+    }
+    stall_gpu_t g[16];
+    size_t ng = stall_sampler_gpus(s, g, 16);
+    if (ng == 0) printf("GPUs: none (no NVML library or no device)\n");
+    for (size_t i = 0; i < ng && i < 16; i++)
+        printf("GPU %u %s: util %s%.0f%%, memory %.2f / %.2f GiB, %.0f W\n", g[i].index, g[i].name,
+               (g[i].valid & STALL_GPU_UTIL) ? "" : "unknown ", g[i].util_sm_pct, g[i].mem_used_bytes / 1073741824.0,
+               g[i].mem_total_bytes / 1073741824.0, g[i].power_mw / 1000.0);
+}
+
+static void json_num(const char *key, int known, double v, int *first) {
+    printf("%s\"%s\":", *first ? "" : ",", key);
+    *first = 0;
+    if (known && isfinite(v)) printf("%.17g", v);
+    else printf("null");
+}
+
+static void print_json(stall_sampler_t *s, const stall_sys_t *y) {
+    int rates = (y->valid & STALL_SYS_RATES) != 0, f = 1;
+    printf("{\"t_ns\":%" PRIu64 ",\"system\":{", y->t_ns);
+    json_num("ncpus", 1, y->ncpus, &f);
+    json_num("usable_cores", 1, y->usable_cores, &f);
+    json_num("cpu_user_share", rates && (y->valid & STALL_SYS_CPU), y->cpu_user, &f);
+    json_num("cpu_system_share", rates && (y->valid & STALL_SYS_CPU), y->cpu_system, &f);
+    json_num("cpu_iowait_share", rates && (y->valid & STALL_SYS_CPU), y->cpu_iowait, &f);
+    json_num("load1", (y->valid & STALL_SYS_LOAD) != 0, y->load1, &f);
+    json_num("mem_total_bytes", (y->valid & STALL_SYS_MEM) != 0, (double)y->mem_total_bytes, &f);
+    json_num("mem_available_bytes", (y->valid & STALL_SYS_MEM) != 0, (double)y->mem_usable_available_bytes, &f);
+    json_num("psi_cpu_some_avg10", (y->valid & STALL_SYS_PSI_CPU) != 0, y->psi_cpu_some_avg10, &f);
+    json_num("psi_io_some_avg10", (y->valid & STALL_SYS_PSI_IO) != 0, y->psi_io_some_avg10, &f);
+    json_num("psi_mem_some_avg10", (y->valid & STALL_SYS_PSI_MEM) != 0, y->psi_mem_some_avg10, &f);
+    json_num("disk_read_bytes_per_s", rates && (y->valid & STALL_SYS_DISK), y->disk_read_bytes_per_s, &f);
+    json_num("disk_write_bytes_per_s", rates && (y->valid & STALL_SYS_DISK), y->disk_write_bytes_per_s, &f);
+    json_num("disk_busy_share", rates && (y->valid & STALL_SYS_DISK), y->disk_busy, &f);
+    json_num("cgroup_version", y->cgroup_version != 0, y->cgroup_version, &f);
+    printf("},\"processes\":[");
+    stall_proc_sample_t p[256];
+    size_t n = stall_sampler_procs(s, p, 256);
+    for (size_t i = 0; i < n && i < 256; i++) {
+        int r = (p[i].valid & STALL_PROC_RATES) != 0, pf = 1;
+        printf("%s{\"comm\":", i ? "," : "");
+        json_string(stdout, p[i].comm);
+        printf(",");
+        json_num("pid", 1, p[i].pid, &pf);
+        json_num("ppid", 1, p[i].ppid, &pf);
+        json_num("depth", 1, p[i].depth, &pf);
+        json_num("cpu_cores", r, p[i].cpu_util, &pf);
+        json_num("rss_bytes", (p[i].valid & STALL_PROC_STAT) != 0, (double)p[i].rss_bytes, &pf);
+        json_num("pss_bytes", (p[i].valid & STALL_PROC_PSS) != 0, (double)p[i].pss_bytes, &pf);
+        json_num("read_bytes_per_s", r && (p[i].valid & STALL_PROC_IO), p[i].read_bytes_per_s, &pf);
+        json_num("runq_wait_cores", r && (p[i].valid & STALL_PROC_SCHED), p[i].runq_wait_share, &pf);
+        json_num("gpu_mem_bytes", (p[i].valid & STALL_PROC_GPU) != 0, (double)p[i].gpu_mem_bytes, &pf);
+        printf("}");
+    }
+    printf("],\"gpus\":[");
+    stall_gpu_t g[16];
+    size_t ng = stall_sampler_gpus(s, g, 16);
+    for (size_t i = 0; i < ng && i < 16; i++) {
+        int gf = 1;
+        printf("%s{\"name\":", i ? "," : "");
+        json_string(stdout, g[i].name);
+        printf(",");
+        json_num("index", 1, g[i].index, &gf);
+        json_num("util_pct", (g[i].valid & STALL_GPU_UTIL) != 0, g[i].util_sm_pct, &gf);
+        json_num("mem_used_bytes", (g[i].valid & STALL_GPU_MEM) != 0, (double)g[i].mem_used_bytes, &gf);
+        json_num("mem_total_bytes", (g[i].valid & STALL_GPU_MEM) != 0, (double)g[i].mem_total_bytes, &gf);
+        json_num("power_mw", (g[i].valid & STALL_GPU_POWER) != 0, g[i].power_mw, &gf);
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+static int cmd_sample(int argc, char **argv) {
+    long pid = 0, count = 2;
+    double interval = 0.5;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *end;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--pid") || !strcmp(a, "--interval") || !strcmp(a, "--count")) {
+            if (i + 1 >= argc) return usage_error("sample: %s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--interval")) {
+                interval = strtod(v, &end);
+                if (*end || !(interval >= 0.001)) return usage_error("sample: --interval must be >= 0.001 seconds (got %s)", v);
+            } else {
+                long x = strtol(v, &end, 10);
+                if (*end || x <= 0) return usage_error("sample: the value must be a positive integer (got %s)", v);
+                if (!strcmp(a, "--pid")) pid = x;
+                else count = x;
+            }
+        } else {
+            return usage_error("sample: unknown option %s", a);
+        }
+    }
+    if (pid && kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+        fprintf(stderr, "stall: sample: no process with pid %ld\n", pid);
+        return 1;
+    }
+    stall_sampler_options_t o = {.root_pid = (uint32_t)pid, .interval_ns = (uint64_t)(interval * 1e9)};
+    stall_sampler_t *s = stall_sampler_new(&o);
+    if (!s) {
+        fprintf(stderr, "stall: %s\n", stall_last_error());
+        return 1;
+    }
+    stall_sampler_sample(s); /* baseline for the rates */
+    for (long k = 0; k < count; k++) {
+        struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+        nanosleep(&ts, NULL);
+        stall_sampler_sample(s);
+        stall_sys_t y;
+        stall_sampler_latest(s, &y);
+        if (json) print_json(s, &y);
+        else {
+            if (k) printf("\n");
+            print_human(s, &y);
+        }
+        fflush(stdout);
+    }
+    stall_sampler_free(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage_error("missing command%s", "");
     const char *cmd = argv[1];
@@ -186,5 +377,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }
