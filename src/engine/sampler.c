@@ -55,7 +55,7 @@ struct stall_sampler_t {
     int have_latest;
     stall_sys_t sys_latest;
     double cores[MAX_CORES];
-    uint32_t ncores;
+    size_t ncores;
     stall_proc_sample_t *procs;
     size_t nprocs, nprocs_total;
     stall_gpu_t gpus[MAX_GPUS];
@@ -345,34 +345,31 @@ int stall_sampler_latest(stall_sampler_t *s, stall_sys_t *out) {
     return have ? 0 : stall__err("stall_sampler_latest: no sample taken yet");
 }
 
+/* Copies min(n, cap) elements of a published array under the lock and
+ * returns *total (how many there are, which may exceed what was kept). */
+static size_t copy_published(stall_sampler_t *s, void *out, size_t cap, const void *src, const size_t *n,
+                             const size_t *total, size_t elem) {
+    pthread_mutex_lock(&s->lock);
+    size_t k = *n < cap ? *n : cap;
+    if (out && k) memcpy(out, src, k * elem);
+    size_t t = *total;
+    pthread_mutex_unlock(&s->lock);
+    return t;
+}
+
 size_t stall_sampler_procs(stall_sampler_t *s, stall_proc_sample_t *out, size_t cap) {
     if (!s) return 0;
-    pthread_mutex_lock(&s->lock);
-    size_t n = s->nprocs < cap ? s->nprocs : cap;
-    if (out && n) memcpy(out, s->procs, n * sizeof *out);
-    size_t total = s->nprocs_total;
-    pthread_mutex_unlock(&s->lock);
-    return total;
+    return copy_published(s, out, cap, s->procs, &s->nprocs, &s->nprocs_total, sizeof *out);
 }
 
 size_t stall_sampler_gpus(stall_sampler_t *s, stall_gpu_t *out, size_t cap) {
     if (!s) return 0;
-    pthread_mutex_lock(&s->lock);
-    size_t n = s->ngpus < cap ? s->ngpus : cap;
-    if (out && n) memcpy(out, s->gpus, n * sizeof *out);
-    size_t total = s->ngpus;
-    pthread_mutex_unlock(&s->lock);
-    return total;
+    return copy_published(s, out, cap, s->gpus, &s->ngpus, &s->ngpus, sizeof *out);
 }
 
 size_t stall_sampler_cores(stall_sampler_t *s, double *out, size_t cap) {
     if (!s) return 0;
-    pthread_mutex_lock(&s->lock);
-    size_t n = s->ncores < cap ? s->ncores : cap;
-    if (out && n) memcpy(out, s->cores, n * sizeof *out);
-    size_t total = s->ncores;
-    pthread_mutex_unlock(&s->lock);
-    return total;
+    return copy_published(s, out, cap, s->cores, &s->ncores, &s->ncores, sizeof *out);
 }
 
 ssize_t stall_sampler_series(stall_sampler_t *s, int metric, stall_point_t *out, size_t cap) {
