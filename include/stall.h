@@ -474,6 +474,81 @@ size_t stall_sampler_memory_bytes(const stall_sampler_t *s);
 /* Stops the thread if running and frees everything. */
 void stall_sampler_free(stall_sampler_t *s);
 
+/* ----------------------------------------------------------- aggregation */
+
+/* Turns records into per-operation statistics, per named session: count,
+ * inclusive and self time, min, max, percentiles (a log-linear histogram,
+ * under 1% relative error), thread CPU time. A session is a time range: a
+ * record belongs to every session open over its whole span, and to session 0,
+ * the whole run. Thread-safe: one thread may drain into it while others read. */
+
+typedef struct stall_agg_t stall_agg_t;
+
+typedef struct stall_op_stats_t {
+    char name[88];
+    int kind;             /* stall_kind_t */
+    uint64_t count;
+    uint64_t total_ns;    /* inclusive */
+    uint64_t self_ns;     /* minus the time of the spans nested in it */
+    uint64_t min_ns, max_ns;
+    uint64_t p50_ns, p95_ns, p99_ns;
+    uint64_t cpu_ns;      /* thread CPU time, when cpu_count > 0 */
+    uint64_t cpu_count;   /* spans that carried CPU time */
+    uint64_t arg_sum;     /* sum of the spans' args (bytes, items...) */
+    uint64_t truncated;   /* spans cut short by a crash (not in count) */
+    uint32_t processes;   /* distinct processes that recorded it */
+    uint64_t first_ns, last_ns; /* first start, last end */
+} stall_op_stats_t;
+
+stall_agg_t *stall_agg_new(void);
+void stall_agg_free(stall_agg_t *a);
+
+/* Opens session `id` (> 0) at t_ns; a second begin of an open id is an error. */
+int stall_agg_session_begin(stall_agg_t *a, uint64_t id, const char *name, uint64_t t_ns);
+/* Closes session `id` at t_ns. */
+int stall_agg_session_end(stall_agg_t *a, uint64_t id, uint64_t t_ns);
+
+/* Adds records of one process (names resolved through the reader). Records of
+ * a thread must come in ring order (children before their parent). */
+int stall_agg_add(stall_agg_t *a, stall_reader_t *r, const stall_reader_proc_t *proc,
+                  const stall_record_t *recs, size_t n);
+
+/* Drains the reader into the aggregator. Returns records taken, or -1. */
+ssize_t stall_agg_drain(stall_agg_t *a, stall_reader_t *r);
+
+/* Copies the operations of session id (0: the whole run) into out, largest
+ * total first; returns how many there are (may exceed cap), or -1 for an
+ * unknown session. */
+ssize_t stall_agg_ops(stall_agg_t *a, uint64_t id, stall_op_stats_t *out, size_t cap);
+
+/* Wall time of a session: end (or now, if open) - begin. 0 for unknown. */
+uint64_t stall_agg_session_wall_ns(stall_agg_t *a, uint64_t id);
+
+/* Time of a session covered by spans of each kind, merged per thread (nested
+ * spans count once); out has STALL_KIND_COUNT_ entries. Returns 0 or -1. */
+int stall_agg_kind_time(stall_agg_t *a, uint64_t id, uint64_t *out_ns);
+
+/* ---------------------------------------------------------------- engine */
+
+/* The engine of library mode: a thread in the profiled process that drains
+ * the session's rings into an aggregator and runs a sampler. */
+
+typedef struct stall_engine_t stall_engine_t;
+
+/* Makes an engine reading session directory dir; with sampler options (may
+ * be NULL for the defaults) a sampler follows this process's tree; with
+ * no_sampler = 1 there is none. drain_interval_ns: default 50 ms. */
+stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
+                                 int no_sampler, uint64_t drain_interval_ns);
+int stall_engine_start(stall_engine_t *e);
+int stall_engine_stop(stall_engine_t *e);
+/* Drains the rings now on the calling thread. Returns records taken, or -1. */
+ssize_t stall_engine_drain(stall_engine_t *e);
+stall_agg_t *stall_engine_agg(stall_engine_t *e);
+stall_sampler_t *stall_engine_sampler(stall_engine_t *e); /* NULL with no sampler */
+/* Stops, drains one last time, frees; remove = 1 deletes the directory. */
+void stall_engine_free(stall_engine_t *e, int remove);
+
 /* -------------------------------------------------------------- logging */
 
 typedef enum stall_log_level_t {

@@ -1,0 +1,182 @@
+/*
+ * engine.c - the engine of library mode: one thread inside the profiled
+ * process that drains the session's rings into an aggregator at a fixed
+ * interval, plus (optionally) a sampler running its own thread.
+ *
+ * The reader is not thread-safe, so every drain (the thread's, or one asked
+ * for with stall_engine_drain) holds drain_lock. The aggregator has its own
+ * lock, so readers of the statistics never wait for a drain to finish more
+ * than one batch of records. The thread blocks every signal so that the
+ * profiled program's signal handling is untouched, and keeps absolute
+ * deadlines (start + k * interval) so the rate does not drift.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_DRAIN_NS 50000000ull /* 50 ms */
+#define MIN_DRAIN_NS 1000000ull      /* 1 ms */
+
+struct stall_engine_t {
+    stall_reader_t *reader;
+    stall_agg_t *agg;
+    stall_sampler_t *sampler; /* NULL with no sampler */
+    uint64_t interval_ns;
+    pthread_mutex_t drain_lock; /* serialises drains: the reader is not thread-safe */
+    pthread_mutex_t lock;       /* guards the fields below */
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, stop;
+};
+
+stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
+                                 int no_sampler, uint64_t drain_interval_ns) {
+    stall_engine_t *e = NULL;
+    int locks = 0;
+    if (!dir || !*dir) {
+        stall__err("stall_engine_new: dir must be a session directory path");
+        return NULL;
+    }
+    if (drain_interval_ns && drain_interval_ns < MIN_DRAIN_NS) {
+        stall__err("stall_engine_new: drain_interval_ns must be >= 1 ms, or 0 for 50 ms (got %llu)",
+                   (unsigned long long)drain_interval_ns);
+        return NULL;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e) {
+        stall__err("stall_engine_new: out of memory");
+        return NULL;
+    }
+    e->interval_ns = drain_interval_ns ? drain_interval_ns : DEFAULT_DRAIN_NS;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&e->drain_lock, NULL);
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    locks = 1;
+    if (!no_sampler) {
+        stall_sampler_options_t o;
+        if (sampler_opts)
+            o = *sampler_opts;
+        else
+            memset(&o, 0, sizeof o);
+        if (!o.root_pid) o.root_pid = (uint32_t)getpid();
+        e->sampler = stall_sampler_new(&o); /* its error names the bad field */
+        if (!e->sampler) goto fail;
+    }
+    e->agg = stall_agg_new();
+    if (!e->agg) goto fail;
+    e->reader = stall_reader_open(dir); /* last: it takes the session's reader lock */
+    if (!e->reader) goto fail;
+    return e;
+fail:
+    stall_sampler_free(e->sampler);
+    stall_agg_free(e->agg);
+    if (locks) {
+        pthread_mutex_destroy(&e->drain_lock);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->wake);
+    }
+    free(e);
+    return NULL;
+}
+
+ssize_t stall_engine_drain(stall_engine_t *e) {
+    if (!e) return stall__err("stall_engine_drain: engine is NULL");
+    pthread_mutex_lock(&e->drain_lock);
+    ssize_t n = stall_agg_drain(e->agg, e->reader);
+    pthread_mutex_unlock(&e->drain_lock);
+    return n;
+}
+
+static void *engine_main(void *arg) {
+    stall_engine_t *e = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    uint64_t start = stall__clock_ns(CLOCK_MONOTONIC), k = 0;
+    pthread_mutex_lock(&e->lock);
+    while (!e->stop) {
+        uint64_t now = stall__clock_ns(CLOCK_MONOTONIC);
+        uint64_t next = start + (++k) * e->interval_ns;
+        if (next <= now) { /* fell behind (a long drain, a stopped VM): skip ahead */
+            k = (now - start) / e->interval_ns + 1;
+            next = start + k * e->interval_ns;
+        }
+        struct timespec ts = {(time_t)(next / 1000000000ull), (long)(next % 1000000000ull)};
+        while (!e->stop) {
+            if (pthread_cond_timedwait(&e->wake, &e->lock, &ts) == ETIMEDOUT) break;
+        }
+        if (e->stop) break;
+        pthread_mutex_unlock(&e->lock);
+        stall_engine_drain(e); /* a failure is retried at the next tick */
+        pthread_mutex_lock(&e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+int stall_engine_start(stall_engine_t *e) {
+    if (!e) return stall__err("stall_engine_start: engine is NULL");
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        pthread_mutex_unlock(&e->lock);
+        return stall__err("stall_engine_start: the engine is already running");
+    }
+    e->stop = 0;
+    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    if (rc == 0) e->running = 1;
+    pthread_mutex_unlock(&e->lock);
+    if (rc != 0) return stall__errno(rc, "stall_engine_start: cannot start the engine thread");
+    if (e->sampler && stall_sampler_start(e->sampler) < 0) {
+        char msg[256];
+        stall__strlcpy(msg, stall_last_error(), sizeof msg);
+        stall_engine_stop(e);
+        return stall__err("stall_engine_start: %s", msg);
+    }
+    return 0;
+}
+
+int stall_engine_stop(stall_engine_t *e) {
+    if (!e) return stall__err("stall_engine_stop: engine is NULL");
+    if (e->sampler) stall_sampler_stop(e->sampler);
+    pthread_mutex_lock(&e->lock);
+    if (!e->running) {
+        pthread_mutex_unlock(&e->lock);
+        return 0;
+    }
+    e->stop = 1;
+    pthread_cond_broadcast(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->thread, NULL);
+    pthread_mutex_lock(&e->lock);
+    e->running = 0;
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+stall_agg_t *stall_engine_agg(stall_engine_t *e) { return e ? e->agg : NULL; }
+
+stall_sampler_t *stall_engine_sampler(stall_engine_t *e) { return e ? e->sampler : NULL; }
+
+void stall_engine_free(stall_engine_t *e, int remove) {
+    if (!e) return;
+    stall_engine_stop(e);
+    stall_engine_drain(e); /* what was recorded up to now is counted */
+    stall_sampler_free(e->sampler);
+    stall_reader_close(e->reader, remove);
+    stall_agg_free(e->agg);
+    pthread_mutex_destroy(&e->drain_lock);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->wake);
+    free(e);
+}
