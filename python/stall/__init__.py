@@ -10,10 +10,13 @@ What works today:
   records one span; ``begin(kind, name)`` / ``end(arg=0)`` for hot loops.
 - ``Reader(dir)``: drains the records of every process of a session.
 
-The API of the seeds (ProfilingConfig, BottleneckProfiler,
-profile_operation, DataLoadingProfiler, PreprocessingProfiler,
-AdvancedProfiler, CodeOptimizer, PerformanceMonitor, profile_function...)
-arrives in a later step, built on these pieces.
+- The API of the seeds (issue 4), backed by the C engine:
+  ProfilingConfig, ProfilingLevel, PerformanceMetrics, BottleneckType,
+  BottleneckProfiler(Config), AdvancedProfiler, CPUMemoryProfiler,
+  GPUProfiler, DataLoadingProfiler(Config), PreprocessingProfiler(Config),
+  CodeOptimizer, PerformanceMonitor, profile_function, profile_context.
+  Tuning (issue 8) and monitoring (issue 9) methods raise
+  NotImplementedError naming their issue.
 """
 
 import enum as _enum
@@ -64,6 +67,24 @@ __all__ = [
     "REC_SESSION_BEGIN",
     "REC_SESSION_END",
     "REC_OPEN",
+    "ProfilingLevel",
+    "BottleneckType",
+    "PerformanceMetrics",
+    "ProfilingConfig",
+    "BottleneckProfilerConfig",
+    "DataLoadingProfilerConfig",
+    "PreprocessingProfilerConfig",
+    "ProfilingSession",
+    "BottleneckProfiler",
+    "AdvancedProfiler",
+    "CPUMemoryProfiler",
+    "GPUProfiler",
+    "DataLoadingProfiler",
+    "PreprocessingProfiler",
+    "CodeOptimizer",
+    "PerformanceMonitor",
+    "profile_function",
+    "profile_context",
 ]
 
 
@@ -175,3 +196,25 @@ class span:
 
     def __repr__(self):
         return f"stall.span({self._name!r}, SpanKind.{self._kind.name})"
+
+
+from .types import BottleneckType, PerformanceMetrics, ProfilingLevel  # noqa: E402
+from .config import (  # noqa: E402
+    BottleneckProfilerConfig,
+    DataLoadingProfilerConfig,
+    PreprocessingProfilerConfig,
+    ProfilingConfig,
+)
+from .profilers import (  # noqa: E402
+    AdvancedProfiler,
+    BottleneckProfiler,
+    CodeOptimizer,
+    CPUMemoryProfiler,
+    DataLoadingProfiler,
+    GPUProfiler,
+    PerformanceMonitor,
+    PreprocessingProfiler,
+    ProfilingSession,
+    profile_context,
+    profile_function,
+)

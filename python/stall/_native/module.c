@@ -1,6 +1,8 @@
 /*
  * module.c - stall._native, the CPython extension module: the spans, sessions
- * and reader of include/stall.h as Python functions and types.
+ * and reader of include/stall.h as Python functions and types, and the
+ * module itself (state, initialisation). Profiler, OpSpan, FunctionSpan and
+ * register_kind are in ops.c, Engine in engine.c; native.h is shared.
  *
  * Built the way CPython's Modules/_lsprof.c is: multi-phase initialisation,
  * every Python object in module state (no static PyObject *), heap types made
@@ -14,73 +16,12 @@
  * reference kept so the address stays its own), then a dict of str -> id in
  * module state, and is interned by the library only the first time it is seen.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include <errno.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-
-#include "stall.h"
-
-#if PY_VERSION_HEX < 0x030A0000 /* Python 3.9 */
-static inline PyObject *stall_new_ref(PyObject *o) {
-    Py_INCREF(o);
-    return o;
-}
-#define Py_NewRef(o) stall_new_ref((PyObject *)(o))
-#endif
-
-/* Names per process (stall_intern: "4096 names per process"); ids are 1..this. */
-#define NAME_IDS 4096u
-/* Identity cache slots (power of two): str object address -> name id. */
-#define NAME_HITS 64u
-/* The str -> id dict stops growing here (stall_intern fails past NAME_IDS
- * anyway); names beyond it are interned at each use. */
-#define NAME_DICT_MAX 16384
-
-typedef struct name_hit_t {
-    PyObject *str; /* strong reference to an exact str, or NULL */
-    stall_name_t id;
-} name_hit_t;
-
-typedef struct stall_state {
-    PyTypeObject *session_type;
-    PyTypeObject *reader_type;
-    PyTypeObject *record_type; /* struct sequence: one drained record */
-    PyObject *names;           /* dict: exact str -> int name id */
-    name_hit_t hits[NAME_HITS];
-} stall_state;
-
-static inline stall_state *get_state(PyObject *module) {
-    return (stall_state *)PyModule_GetState(module);
-}
+#include "native.h"
 
 /* ---------------------------------------------------- argument helpers */
 
-/* Parses a span kind: an int (a stall.SpanKind is one) in 0..KIND_COUNT-1. */
-static inline int kind_arg(PyObject *o, const char *fn, int *out) {
-    if (PyLong_Check(o) && !PyBool_Check(o)) {
-        int overflow;
-        long k = PyLong_AsLongAndOverflow(o, &overflow);
-        if (!overflow && k >= 0 && k < STALL_KIND_COUNT_) {
-            *out = (int)k;
-            return 0;
-        }
-        if (k == -1 && PyErr_Occurred()) return -1;
-        PyErr_Format(PyExc_ValueError, "%s(): kind must be a span kind in 0..%d, got %R", fn,
-                     STALL_KIND_COUNT_ - 1, o);
-        return -1;
-    }
-    PyErr_Format(PyExc_TypeError, "%s(): kind must be an int (a stall.SpanKind), not %.100s", fn,
-                 Py_TYPE(o)->tp_name);
-    return -1;
-}
-
 /* Parses an unsigned 64-bit number argument named `what`. */
-static int u64_arg(PyObject *o, const char *fn, const char *what, uint64_t *out) {
+int u64_arg(PyObject *o, const char *fn, const char *what, uint64_t *out) {
     if (!PyLong_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s(): %s must be an int, not %.100s", fn, what, Py_TYPE(o)->tp_name);
         return -1;
@@ -97,7 +38,7 @@ static int u64_arg(PyObject *o, const char *fn, const char *what, uint64_t *out)
 }
 
 /* Parses an unsigned 32-bit option (0 meaning "the default"). */
-static int u32_arg(PyObject *o, const char *fn, const char *what, uint32_t *out) {
+int u32_arg(PyObject *o, const char *fn, const char *what, uint32_t *out) {
     uint64_t v;
     if (u64_arg(o, fn, what, &v) < 0) return -1;
     if (v > UINT32_MAX) {
@@ -110,7 +51,7 @@ static int u32_arg(PyObject *o, const char *fn, const char *what, uint32_t *out)
 
 /* Returns the UTF-8 of a non-empty str without NUL characters (owned by the
  * str object), or NULL with TypeError/ValueError naming the argument. */
-static const char *text_arg(PyObject *o, const char *fn, const char *what, int allow_empty) {
+const char *text_arg(PyObject *o, const char *fn, const char *what, int allow_empty) {
     if (!PyUnicode_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s(): %s must be a str, not %.100s", fn, what, Py_TYPE(o)->tp_name);
         return NULL;
@@ -131,7 +72,7 @@ static const char *text_arg(PyObject *o, const char *fn, const char *what, int a
 
 /* Returns a new bytes object with the file system path of `o` (str, bytes or
  * os.PathLike), or NULL with a TypeError naming the argument. */
-static PyObject *path_arg(PyObject *o, const char *fn, const char *what) {
+PyObject *path_arg(PyObject *o, const char *fn, const char *what) {
     PyObject *p = PyOS_FSPath(o);
     if (!p) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -157,7 +98,7 @@ static PyObject *path_arg(PyObject *o, const char *fn, const char *what) {
  * call into out[0..nmax-1] (borrowed, NULL when absent). `names` lists the
  * parameter names; the first `npos_only` are positional-only; `nreq` are
  * required. For the slow paths only. */
-static int gather_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+int gather_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                        const char *const *names, int npos_only, int nreq, int nmax, PyObject **out) {
     for (int i = 0; i < nmax; i++) out[i] = NULL;
     if (nargs > nmax) {
@@ -196,13 +137,8 @@ static int gather_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, 
 
 /* ------------------------------------------------------------ names */
 
-static inline name_hit_t *hit_slot(stall_state *st, PyObject *s) {
-    uintptr_t p = (uintptr_t)s;
-    return &st->hits[((p >> 4) ^ (p >> 12)) & (NAME_HITS - 1)];
-}
-
 /* Interns a str (checked), without any cache. */
-static int intern_str(PyObject *name, const char *fn, stall_name_t *out) {
+int intern_str(PyObject *name, const char *fn, stall_name_t *out) {
     const char *s = text_arg(name, fn, "name", 0);
     if (!s) return -1;
     *out = stall_intern(s); /* 0 when the table is full: the span is recorded unnamed */
@@ -211,7 +147,7 @@ static int intern_str(PyObject *name, const char *fn, stall_name_t *out) {
 
 /* The name id of an exact str missed by the identity cache: from the dict,
  * else interned and remembered. Fills the identity cache. */
-static int __attribute__((noinline)) str_id_slow(stall_state *st, PyObject *name, const char *fn,
+int __attribute__((noinline)) str_id_slow(stall_state *st, PyObject *name, const char *fn,
                                                  stall_name_t *out) {
     stall_name_t id;
     PyObject *v = PyDict_GetItemWithError(st->names, name); /* borrowed */
@@ -236,36 +172,6 @@ static int __attribute__((noinline)) str_id_slow(stall_state *st, PyObject *name
     Py_XDECREF(old);
     *out = id;
     return 0;
-}
-
-/* Parses a span name: a str (interned, cached) or an int name id. */
-static inline int name_arg(stall_state *st, PyObject *name, const char *fn, stall_name_t *out) {
-    if (PyUnicode_CheckExact(name)) {
-        name_hit_t *h = hit_slot(st, name);
-        if (h->str == name) {
-            *out = h->id;
-            return 0;
-        }
-        return str_id_slow(st, name, fn, out);
-    }
-    if (PyLong_Check(name) && !PyBool_Check(name)) {
-        unsigned long v = PyLong_AsUnsignedLong(name);
-        if (v == (unsigned long)-1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
-            PyErr_Clear();
-            v = (unsigned long)UINT32_MAX + 1;
-        }
-        if (v > UINT32_MAX) {
-            PyErr_Format(PyExc_ValueError, "%s(): name id must be in 0..4294967295, got %R", fn, name);
-            return -1;
-        }
-        *out = (stall_name_t)v;
-        return 0;
-    }
-    if (PyUnicode_Check(name)) return intern_str(name, fn, out); /* a str subclass: not cached */
-    PyErr_Format(PyExc_TypeError, "%s(): name must be a str or an int name id, not %.100s", fn,
-                 Py_TYPE(name)->tp_name);
-    return -1;
 }
 
 /* ------------------------------------------------- module functions */
@@ -652,7 +558,7 @@ static void reader_free_names(ReaderObject *self) {
     self->nnames = 0;
 }
 
-static PyObject *decode_text(const char *s) {
+PyObject *decode_text(const char *s) {
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
@@ -785,7 +691,7 @@ static PyObject *Reader_open_spans(ReaderObject *self, PyObject *Py_UNUSED(ignor
     return reader_collect(self, "open_spans", stall_reader_open_spans);
 }
 
-static int dict_set(PyObject *d, const char *key, PyObject *v) {
+int dict_set(PyObject *d, const char *key, PyObject *v) {
     if (!v) return -1;
     int rc = PyDict_SetItemString(d, key, v);
     Py_DECREF(v);
@@ -1018,6 +924,8 @@ static PyMethodDef module_methods[] = {
     {"instant", (PyCFunction)(void (*)(void))mod_instant, METH_FASTCALL | METH_KEYWORDS, instant_doc},
     {"session_dir", mod_session_dir, METH_NOARGS, session_dir_doc},
     {"set_process_label", mod_set_process_label, METH_O, set_process_label_doc},
+    {"register_kind", (PyCFunction)(void (*)(void))nat_register_kind, METH_FASTCALL, nat_register_kind_doc},
+    {"metric_names", nat_metric_names, METH_NOARGS, nat_metric_names_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1062,6 +970,7 @@ static int module_exec(PyObject *m) {
     for (size_t i = 0; i < sizeof int_constants / sizeof int_constants[0]; i++)
         if (PyModule_AddIntConstant(m, int_constants[i].name, int_constants[i].value) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", stall_version()) < 0) return -1;
+    if (nat_ops_exec(m, st) < 0 || nat_engine_exec(m, st) < 0) return -1;
     return 0;
 }
 
@@ -1072,7 +981,9 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->reader_type);
     Py_VISIT(st->record_type);
     Py_VISIT(st->names);
-    return 0;
+    int rc = nat_ops_traverse(st, visit, arg);
+    if (rc) return rc;
+    return nat_engine_traverse(st, visit, arg);
 }
 
 static int module_clear(PyObject *m) {
@@ -1083,6 +994,8 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->record_type);
     Py_CLEAR(st->names);
     for (size_t i = 0; i < NAME_HITS; i++) Py_CLEAR(st->hits[i].str);
+    nat_ops_clear(st);
+    nat_engine_clear(st);
     return 0;
 }
 
@@ -1097,10 +1010,12 @@ static PyModuleDef_Slot module_slots[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"stall._native: the C core of stall (spans, sessions, reader) for Python.\n\n"
+"stall._native: the C core of stall (spans, sessions, reader, engine) for Python.\n\n"
 "begin(kind, name) / end(arg=0) record spans into the calling thread's\n"
 "ring in the session directory; Session starts (or joins) a session;\n"
-"Reader drains a session directory from any process.");
+"Reader drains a session directory from any process; Profiler,\n"
+"FunctionSpan and register_kind record spans for the Python API; Engine\n"
+"drains, aggregates and samples in this process.");
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
