@@ -537,7 +537,7 @@ typedef struct stall_engine_t stall_engine_t;
 
 /* Makes an engine reading session directory dir; with sampler options (may
  * be NULL for the defaults) a sampler follows this process's tree; with
- * no_sampler = 1 there is none. drain_interval_ns: default 50 ms. */
+ * no_sampler = 1 there is none. drain_interval_ns: default 100 ms. */
 stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
                                  int no_sampler, uint64_t drain_interval_ns);
 int stall_engine_start(stall_engine_t *e);

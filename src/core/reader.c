@@ -40,12 +40,16 @@ typedef struct rproc_t {
     char **saved_names; /* names kept after the mapping is released */
 } rproc_t;
 
+#define FULL_CHECK_EVERY 10u /* drains between full listings and /proc liveness checks */
+
 struct stall_reader_t {
     char dir[PATH_MAX];
     int lock_fd;
     rproc_t *procs;
     size_t n, cap;
     char session_name[128];
+    struct timespec dir_mtime; /* of the last listing */
+    uint32_t drains;           /* drains so far: every FULL_CHECK_EVERY-th does the full checks */
 };
 
 static thread_slot_t *rslot(rproc_t *p, uint32_t i) {
@@ -170,7 +174,17 @@ static int known(stall_reader_t *r, const char *file) {
     return 0;
 }
 
+/* Maps the process files that appeared since the last call. The folder is
+ * listed again when its mtime changed, and every FULL_CHECK_EVERY drains
+ * anyway (an mtime has the coarse clock's resolution: a file made in the same
+ * tick as the last listing leaves it unchanged). */
 static void scan(stall_reader_t *r) {
+    struct stat st;
+    if (stat(r->dir, &st) == 0) {
+        int same = st.st_mtim.tv_sec == r->dir_mtime.tv_sec && st.st_mtim.tv_nsec == r->dir_mtime.tv_nsec;
+        if (same && r->drains % FULL_CHECK_EVERY != 0) return;
+        r->dir_mtime = st.st_mtim;
+    }
     DIR *d = opendir(r->dir);
     if (!d) return;
     struct dirent *e;
@@ -184,8 +198,10 @@ static void scan(stall_reader_t *r) {
     closedir(d);
 }
 
-/* Refreshes what we know of a mapped process. */
-static void proc_update(rproc_t *p) {
+/* Refreshes what we know of a mapped process. Liveness is a kill(pid, 0)
+ * each time; with full = 1 also /proc/<pid>/stat: a zombie, or a pid reused
+ * by another process (its start time differs), is dead too. */
+static void proc_update(rproc_t *p, int full) {
     proc_hdr_t *h = p->hdr;
     p->info.closed = atomic_load(&h->state) == PROC_CLOSED;
     stall__strlcpy(p->info.label, h->label, sizeof p->info.label);
@@ -203,11 +219,14 @@ static void proc_update(rproc_t *p) {
     if (p->info.closed) {
         p->info.alive = 0;
     } else {
-        uint64_t start = 0;
-        char state = 0;
-        int gone = stall__proc_stat(h->pid, &start, NULL, &state, NULL, 0) < 0;
-        if (!gone && start != h->proc_starttime) gone = 1; /* pid reused */
-        if (state == 'Z' || state == 'X') gone = 1;         /* exited, not yet reaped */
+        int gone = kill((pid_t)h->pid, 0) < 0 && errno == ESRCH;
+        if (!gone && (full || !p->info.alive)) {
+            uint64_t start = 0;
+            char state = 0;
+            gone = stall__proc_stat(h->pid, &start, NULL, &state, NULL, 0) < 0;
+            if (!gone && start != h->proc_starttime) gone = 1; /* pid reused */
+            if (state == 'Z' || state == 'X') gone = 1;         /* exited, not yet reaped */
+        }
         p->info.alive = !gone;
     }
 }
@@ -306,6 +325,7 @@ static void proc_release(stall_reader_t *r, rproc_t *p) {
 
 ssize_t stall_reader_drain(stall_reader_t *r, stall_record_fn fn, void *ctx) {
     if (!r || !fn) return stall__err("stall_reader_drain: reader and callback are required");
+    int full = r->drains++ % FULL_CHECK_EVERY == 0;
     scan(r);
     ssize_t total = 0;
     int stop = 0;
@@ -314,13 +334,13 @@ ssize_t stall_reader_drain(stall_reader_t *r, stall_record_fn fn, void *ctx) {
         if (p->finalized) continue;
         /* decide liveness before draining: a process that is dead now wrote
          * its last record before we look at the rings */
-        proc_update(p);
+        proc_update(p, full);
         int dead = !p->info.alive;
         total += proc_drain(p, fn, ctx, &stop);
         if (dead && !stop) {
             if (!p->info.closed) total += proc_open_spans(p, STALL_REC_TRUNCATED, fn, ctx, &stop);
             if (!stop) {
-                proc_update(p);
+                proc_update(p, 1);
                 p->finalized = 1;
                 proc_release(r, p);
             }
@@ -337,7 +357,7 @@ ssize_t stall_reader_open_spans(stall_reader_t *r, stall_record_fn fn, void *ctx
     for (size_t i = 0; i < r->n && !stop; i++) {
         rproc_t *p = &r->procs[i];
         if (p->finalized) continue;
-        proc_update(p);
+        proc_update(p, 1);
         if (p->info.alive) total += proc_open_spans(p, STALL_REC_OPEN, fn, ctx, &stop);
     }
     return total;
@@ -347,7 +367,7 @@ size_t stall_reader_proc(stall_reader_t *r, size_t index, stall_reader_proc_t *o
     if (!r) return 0;
     if (out && index < r->n) {
         rproc_t *p = &r->procs[index];
-        if (!p->finalized) proc_update(p);
+        if (!p->finalized) proc_update(p, 1);
         *out = p->info;
     }
     return r->n;

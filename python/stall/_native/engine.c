@@ -239,7 +239,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         return NULL;
     stall_sampler_options_t so;
     memset(&so, 0, sizeof so);
-    uint64_t drain_ns = 50000000ull;
+    uint64_t drain_ns = 100000000ull;
     so.interval_ns = 100000000ull;
     so.max_samples = 1200;
     if (interval && seconds_arg(interval, "interval", 0.001, &so.interval_ns) < 0) return NULL;
