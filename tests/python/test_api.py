@@ -457,3 +457,32 @@ def test_profile_context_metrics_after_the_block_describe_the_block():
     after = prof.current_metrics
     assert after.execution_time >= 0.05
     assert after is prof.results["combined"]
+
+
+def test_tracemalloc_only_when_the_config_enables_it():
+    import tracemalloc
+
+    assert not tracemalloc.is_tracing()
+    p = stall.BottleneckProfiler(cfg())
+    sid = p.start_profiling_session("no-trace")
+    assert not tracemalloc.is_tracing()
+    assert p.get_session_summary(sid)["metrics"]["python_memory_current"] is None
+    p.stop_profiling_session()
+
+    c = stall.ProfilingConfig(enabled=True, level=stall.ProfilingLevel.DETAILED, enable_tracemalloc=True)
+    a = stall.AdvancedProfiler(c)
+    a.start_profiling()
+    assert tracemalloc.is_tracing()
+    blob = [bytes(1000) for _ in range(1000)]  # ~1 MB of Python objects
+    m = a.current_metrics
+    assert m.python_memory_current is not None and m.python_memory_current >= 1_000_000
+    a.stop_profiling()
+    assert not tracemalloc.is_tracing()  # stall stops what it started
+    del blob
+
+    # PRODUCTION never traces, even when asked
+    c = stall.ProfilingConfig(enabled=True, level=stall.ProfilingLevel.PRODUCTION, enable_tracemalloc=True)
+    a = stall.AdvancedProfiler(c)
+    a.start_profiling()
+    assert not tracemalloc.is_tracing()
+    a.stop_profiling()
