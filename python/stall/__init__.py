@@ -74,17 +74,6 @@ __all__ = [
     "BottleneckProfilerConfig",
     "DataLoadingProfilerConfig",
     "PreprocessingProfilerConfig",
-    "ProfilingSession",
-    "BottleneckProfiler",
-    "AdvancedProfiler",
-    "CPUMemoryProfiler",
-    "GPUProfiler",
-    "DataLoadingProfiler",
-    "PreprocessingProfiler",
-    "CodeOptimizer",
-    "PerformanceMonitor",
-    "profile_function",
-    "profile_context",
 ]
 
 
@@ -218,3 +207,6 @@ from .profilers import (  # noqa: E402
     profile_context,
     profile_function,
 )
+from . import profilers as _profilers  # noqa: E402
+
+__all__ += _profilers.__all__

@@ -217,6 +217,23 @@ class BottleneckProfilerConfig(_Validated):
         return self.enable_tracemalloc and self.profiling_level is ProfilingLevel.COMPREHENSIVE
 
 
+# the checks of the fields DataLoadingProfilerConfig and
+# PreprocessingProfilerConfig share (both seeds list them in this order)
+_SEARCH_CHECKS_HEAD = (
+        ("enable_memory_tracking", _bool, ()),
+        ("enable_gpu_tracking", _bool, ()),
+        ("enable_cpu_tracking", _bool, ()),
+        ("enable_io_tracking", _bool, ()),
+        ("profiling_duration", _num, (0.0, 7 * 86400.0, True)),
+        ("batch_size_range", _int_list, (1,)),
+)
+_SEARCH_CHECKS_TAIL = (
+        ("save_profiles", _bool, ()),
+        ("profile_output_dir", _str, ()),
+        ("auto_optimize", _bool, ()),
+)
+
+
 @_dc.dataclass
 class DataLoadingProfilerConfig(_Validated):
     """Settings of DataLoadingProfiler's configuration search (seed
@@ -233,18 +250,7 @@ class DataLoadingProfilerConfig(_Validated):
     profile_output_dir: str = "data_loading_profiles"
     auto_optimize: bool = False
 
-    _checks = (
-        ("enable_memory_tracking", _bool, ()),
-        ("enable_gpu_tracking", _bool, ()),
-        ("enable_cpu_tracking", _bool, ()),
-        ("enable_io_tracking", _bool, ()),
-        ("profiling_duration", _num, (0.0, 7 * 86400.0, True)),
-        ("batch_size_range", _int_list, (1,)),
-        ("worker_range", _int_list, (0,)),
-        ("save_profiles", _bool, ()),
-        ("profile_output_dir", _str, ()),
-        ("auto_optimize", _bool, ()),
-    )
+    _checks = _SEARCH_CHECKS_HEAD + (("worker_range", _int_list, (0,)),) + _SEARCH_CHECKS_TAIL
 
 
 @_dc.dataclass
@@ -263,16 +269,4 @@ class PreprocessingProfilerConfig(_Validated):
     profile_output_dir: str = "preprocessing_profiles"
     auto_optimize: bool = False
 
-    _checks = (
-        ("enable_memory_tracking", _bool, ()),
-        ("enable_gpu_tracking", _bool, ()),
-        ("enable_cpu_tracking", _bool, ()),
-        ("enable_io_tracking", _bool, ()),
-        ("profiling_duration", _num, (0.0, 7 * 86400.0, True)),
-        ("batch_size_range", _int_list, (1,)),
-        ("enable_caching", _bool, ()),
-        ("cache_size", _int, (0,)),
-        ("save_profiles", _bool, ()),
-        ("profile_output_dir", _str, ()),
-        ("auto_optimize", _bool, ()),
-    )
+    _checks = _SEARCH_CHECKS_HEAD + (("enable_caching", _bool, ()), ("cache_size", _int, (0,))) + _SEARCH_CHECKS_TAIL

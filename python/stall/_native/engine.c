@@ -270,19 +270,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     if (!e) snprintf(err, sizeof err, "%s", stall_last_error());
     Py_END_ALLOW_THREADS
     if (!e) {
-        struct stat sb;
-        int en = stat(path, &sb) < 0 ? errno : 0;
-        PyObject *msg = PyUnicode_FromFormat("Engine(): %s", err[0] ? err : "cannot open the session");
-        if (msg && en) {
-            PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iOO", en, msg, dir);
-            if (exc) {
-                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-                Py_DECREF(exc);
-            }
-        } else if (msg) {
-            PyErr_SetObject(PyExc_ValueError, msg);
-        }
-        Py_XDECREF(msg);
+        raise_open_error("Engine", err, dir, path);
         Py_DECREF(bytes);
         return NULL;
     }
@@ -567,17 +555,24 @@ static PyObject *Engine_latest(EngineObject *self, PyObject *Py_UNUSED(ignored))
     return fields_dict(sys_fields, sizeof sys_fields / sizeof sys_fields[0], &y, y.valid);
 }
 
-static PyObject *Engine_processes(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (engine_check(self, "processes") < 0) return NULL;
+static size_t copy_procs(stall_sampler_t *s, void *out, size_t cap) { return stall_sampler_procs(s, out, cap); }
+static size_t copy_gpus(stall_sampler_t *s, void *out, size_t cap) { return stall_sampler_gpus(s, out, cap); }
+
+/* A list of field dicts of the sampler's latest processes or GPUs: copies
+ * them out (growing the buffer until everything fits), then converts each
+ * element, whose validity bits sit at valid_off. */
+static PyObject *sampled_list(EngineObject *self, const char *what, size_t (*copy)(stall_sampler_t *, void *, size_t),
+                              size_t elem, const field_t *fields, size_t nfields, size_t valid_off) {
+    if (engine_check(self, what) < 0) return NULL;
     stall_sampler_t *s = stall_engine_sampler(self->e);
     if (!s) return PyList_New(0);
-    stall_proc_sample_t *buf = NULL;
+    char *buf = NULL;
     size_t cap = 0, n;
     for (;;) {
-        n = stall_sampler_procs(s, buf, cap);
+        n = copy(s, buf, cap);
         if (n <= cap) break;
         cap = n + 8;
-        stall_proc_sample_t *nb = PyMem_Realloc(buf, cap * sizeof *buf);
+        char *nb = PyMem_Realloc(buf, cap * elem);
         if (!nb) {
             PyMem_Free(buf);
             return PyErr_NoMemory();
@@ -586,7 +581,10 @@ static PyObject *Engine_processes(EngineObject *self, PyObject *Py_UNUSED(ignore
     }
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list && i < n; i++) {
-        PyObject *d = fields_dict(proc_fields, sizeof proc_fields / sizeof proc_fields[0], &buf[i], buf[i].valid);
+        const char *el = buf + i * elem;
+        uint64_t valid;
+        memcpy(&valid, el + valid_off, sizeof valid);
+        PyObject *d = fields_dict(fields, nfields, el, valid);
         if (!d) {
             Py_CLEAR(list);
             break;
@@ -597,34 +595,14 @@ static PyObject *Engine_processes(EngineObject *self, PyObject *Py_UNUSED(ignore
     return list;
 }
 
+static PyObject *Engine_processes(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
+    return sampled_list(self, "processes", copy_procs, sizeof(stall_proc_sample_t), proc_fields,
+                        sizeof proc_fields / sizeof proc_fields[0], offsetof(stall_proc_sample_t, valid));
+}
+
 static PyObject *Engine_gpus(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (engine_check(self, "gpus") < 0) return NULL;
-    stall_sampler_t *s = stall_engine_sampler(self->e);
-    if (!s) return PyList_New(0);
-    stall_gpu_t *buf = NULL;
-    size_t cap = 0, n;
-    for (;;) {
-        n = stall_sampler_gpus(s, buf, cap);
-        if (n <= cap) break;
-        cap = n + 4;
-        stall_gpu_t *nb = PyMem_Realloc(buf, cap * sizeof *buf);
-        if (!nb) {
-            PyMem_Free(buf);
-            return PyErr_NoMemory();
-        }
-        buf = nb;
-    }
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *d = fields_dict(gpu_fields, sizeof gpu_fields / sizeof gpu_fields[0], &buf[i], buf[i].valid);
-        if (!d) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, d);
-    }
-    PyMem_Free(buf);
-    return list;
+    return sampled_list(self, "gpus", copy_gpus, sizeof(stall_gpu_t), gpu_fields,
+                        sizeof gpu_fields / sizeof gpu_fields[0], offsetof(stall_gpu_t, valid));
 }
 
 static PyObject *Engine_cores(EngineObject *self, PyObject *Py_UNUSED(ignored)) {

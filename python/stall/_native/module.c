@@ -779,6 +779,26 @@ static PyObject *Reader_exit(ReaderObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
+/* Raises the error of a session directory that could not be opened: an
+ * OSError subclass picked from errno (FileNotFoundError...) when the path
+ * itself is unusable, else ValueError (not a session, already being read),
+ * with the library's message. Shared by Reader() and Engine(). */
+void raise_open_error(const char *who, const char *libmsg, PyObject *dir, const char *path) {
+    struct stat st;
+    int e = stat(path, &st) < 0 ? errno : 0;
+    PyObject *msg = PyUnicode_FromFormat("%s(): %s", who, libmsg && *libmsg ? libmsg : "cannot open the session");
+    if (msg && e) {
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iOO", e, msg, dir);
+        if (exc) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+    } else if (msg) {
+        PyErr_SetObject(PyExc_ValueError, msg);
+    }
+    Py_XDECREF(msg);
+}
+
 static PyObject *Reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"dir", NULL};
     PyObject *dir;
@@ -788,20 +808,7 @@ static PyObject *Reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     const char *path = PyBytes_AS_STRING(bytes);
     stall_reader_t *r = stall_reader_open(path);
     if (!r) {
-        struct stat st;
-        int e = stat(path, &st) < 0 ? errno : 0;
-        PyObject *msg = PyUnicode_FromFormat("Reader(): %s", stall_last_error());
-        if (msg && e) {
-            /* OSError(errno, msg, filename) picks the subclass (FileNotFoundError...) */
-            PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iOO", e, msg, dir);
-            if (exc) {
-                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-                Py_DECREF(exc);
-            }
-        } else if (msg) {
-            PyErr_SetObject(PyExc_ValueError, msg);
-        }
-        Py_XDECREF(msg);
+        raise_open_error("Reader", stall_last_error(), dir, path);
         Py_DECREF(bytes);
         return NULL;
     }

@@ -154,4 +154,8 @@ NAT_HIDDEN PyObject *nat_metric_names(PyObject *module, PyObject *unused);
 NAT_HIDDEN extern const char nat_register_kind_doc[];
 NAT_HIDDEN extern const char nat_metric_names_doc[];
 
+/* Raises the error of a session directory Reader()/Engine() could not open
+ * (module.c). */
+NAT_HIDDEN void raise_open_error(const char *who, const char *libmsg, PyObject *dir, const char *path);
+
 #endif /* STALL_NATIVE_H */
