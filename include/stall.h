@@ -373,6 +373,20 @@ typedef struct stall_gpu_t {
     uint64_t tree_mem_bytes;
 } stall_gpu_t;
 
+/* Bits of stall_device_t.valid */
+#define STALL_DEV_RATES (1ull << 0) /* the per-second rates (and busy, for a disk): seen before */
+
+/* One whole disk (no partitions, no stacked dm/md devices) or network
+ * interface (all but loopback) of the latest sample. */
+typedef struct stall_device_t {
+    char name[32];
+    uint32_t is_net;    /* 0: a disk, 1: a network interface */
+    uint64_t valid;     /* STALL_DEV_* */
+    uint64_t read_bytes, write_bytes; /* disk: read / written; interface: received / sent (cumulative) */
+    double read_bytes_per_s, write_bytes_per_s;
+    double busy;        /* disk: share of the interval with I/O in flight, 0..1 (interface: 0) */
+} stall_device_t;
+
 /* The metrics kept as time series (one value per sample; NaN = unknown). */
 typedef enum stall_metric_t {
     STALL_M_CPU_USER = 0,     /* share 0..1 */
@@ -456,6 +470,10 @@ size_t stall_sampler_procs(stall_sampler_t *s, stall_proc_sample_t *out, size_t 
 /* Copies up to cap GPUs of the latest sample; returns how many there are
  * (0: no GPU, or no NVML). */
 size_t stall_sampler_gpus(stall_sampler_t *s, stall_gpu_t *out, size_t cap);
+
+/* Copies up to cap disks and network interfaces of the latest sample (disks
+ * first); returns how many there are. */
+size_t stall_sampler_devices(stall_sampler_t *s, stall_device_t *out, size_t cap);
 
 /* Copies the per-core busy shares (0..1) of the latest sample; returns the
  * number of cores. */

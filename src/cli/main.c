@@ -228,6 +228,17 @@ static void print_human(stall_sampler_t *s, const stall_sys_t *y) {
         else
             printf("  %-26s none\n", "memory limit");
     }
+    stall_device_t dv[64];
+    size_t nd = stall_sampler_devices(s, dv, 64);
+    printf("devices (%zu)\n  %-12s %-5s %12s %12s %8s\n", nd, "name", "kind", "read MB/s", "write MB/s", "busy %");
+    for (size_t i = 0; i < nd && i < 64; i++) {
+        int r = (dv[i].valid & STALL_DEV_RATES) != 0;
+        char a[16], b[16], c[16];
+        snprintf(a, sizeof a, r ? "%.3f" : "unknown", dv[i].read_bytes_per_s / 1e6);
+        snprintf(b, sizeof b, r ? "%.3f" : "unknown", dv[i].write_bytes_per_s / 1e6);
+        snprintf(c, sizeof c, r && !dv[i].is_net ? "%.1f" : "-", 100 * dv[i].busy);
+        printf("  %-12s %-5s %12s %12s %8s\n", dv[i].name, dv[i].is_net ? "net" : "disk", a, b, c);
+    }
     stall_proc_sample_t p[64];
     size_t n = stall_sampler_procs(s, p, 64);
     printf("process tree (%zu)\n  %-8s %-6s %-20s %5s %8s %10s %10s\n", n, "pid", "ppid", "command", "state",
@@ -292,6 +303,21 @@ static void print_json(stall_sampler_t *s, const stall_sys_t *y) {
         json_num("read_bytes_per_s", r && (p[i].valid & STALL_PROC_IO), p[i].read_bytes_per_s, &pf);
         json_num("runq_wait_cores", r && (p[i].valid & STALL_PROC_SCHED), p[i].runq_wait_share, &pf);
         json_num("gpu_mem_bytes", (p[i].valid & STALL_PROC_GPU) != 0, (double)p[i].gpu_mem_bytes, &pf);
+        printf("}");
+    }
+    printf("],\"devices\":[");
+    stall_device_t dv[64];
+    size_t nd = stall_sampler_devices(s, dv, 64);
+    for (size_t i = 0; i < nd && i < 64; i++) {
+        int r = (dv[i].valid & STALL_DEV_RATES) != 0, df = 1;
+        printf("%s{\"name\":", i ? "," : "");
+        json_string(stdout, dv[i].name);
+        printf(",\"kind\":\"%s\",", dv[i].is_net ? "net" : "disk");
+        json_num("read_bytes", 1, (double)dv[i].read_bytes, &df);
+        json_num("write_bytes", 1, (double)dv[i].write_bytes, &df);
+        json_num("read_bytes_per_s", r, dv[i].read_bytes_per_s, &df);
+        json_num("write_bytes_per_s", r, dv[i].write_bytes_per_s, &df);
+        json_num("busy_share", r && !dv[i].is_net, dv[i].busy, &df);
         printf("}");
     }
     printf("],\"gpus\":[");

@@ -148,6 +148,10 @@ stall_sys_collector_t *stall__sys_open(const char *proc_root, const char *sys_ro
 int stall__sys_sample(stall_sys_collector_t *c, uint64_t now_ns, stall_sys_t *out, double *cores,
                       uint32_t max_cores, uint32_t *ncores);
 
+/* Copies up to cap devices of the last sample (whole disks, then network
+ * interfaces but loopback) into out; returns how many there are. */
+size_t stall__sys_devices(const stall_sys_collector_t *c, stall_device_t *out, size_t cap);
+
 void stall__sys_close(stall_sys_collector_t *c);
 
 /* ------------------------------------------------------------- tree collector */

@@ -25,6 +25,7 @@
 #define MAX_CORES 1024
 #define MAX_PROCS 4096
 #define MAX_GPUS 64
+#define MAX_DEVS 256
 #define DEFAULT_INTERVAL_NS 100000000ull
 #define DEFAULT_MAX_SAMPLES 1200u
 
@@ -46,6 +47,8 @@ struct stall_sampler_t {
     size_t s_nprocs;
     stall_gpu_t s_gpus[MAX_GPUS];
     size_t s_ngpus;
+    stall_device_t s_devs[MAX_DEVS];
+    size_t s_ndevs, s_ndevs_total;
     uint32_t *s_pids;
     uint64_t *s_pid_gpu_mem;
     uint8_t *s_pid_gpu_known;
@@ -60,6 +63,8 @@ struct stall_sampler_t {
     size_t nprocs, nprocs_total;
     stall_gpu_t gpus[MAX_GPUS];
     size_t ngpus;
+    stall_device_t devs[MAX_DEVS];
+    size_t ndevs, ndevs_total;
     stall_series_t *series;
     uint64_t count;
 
@@ -234,6 +239,8 @@ int stall_sampler_sample(stall_sampler_t *s) {
     pthread_mutex_lock(&s->sample_lock);
     uint64_t now = stall__clock_ns(CLOCK_MONOTONIC);
     stall__sys_sample(s->sys, now, &s->s_sys, s->s_cores, MAX_CORES, &s->s_ncores);
+    s->s_ndevs_total = stall__sys_devices(s->sys, s->s_devs, MAX_DEVS);
+    s->s_ndevs = s->s_ndevs_total < MAX_DEVS ? s->s_ndevs_total : MAX_DEVS;
     int pss_due = s->last_pss_ns == 0 || now - s->last_pss_ns >= s->opt.pss_interval_ns;
     if (pss_due) s->last_pss_ns = now;
     size_t total = stall__tree_sample(s->tree, now, pss_due, s->s_procs, MAX_PROCS);
@@ -270,6 +277,9 @@ int stall_sampler_sample(stall_sampler_t *s) {
     s->nprocs_total = total;
     memcpy(s->gpus, s->s_gpus, s->s_ngpus * sizeof *s->gpus);
     s->ngpus = s->s_ngpus;
+    memcpy(s->devs, s->s_devs, s->s_ndevs * sizeof *s->devs);
+    s->ndevs = s->s_ndevs;
+    s->ndevs_total = s->s_ndevs_total;
     stall__series_push(s->series, now, v);
     s->count++;
     s->have_latest = 1;
@@ -365,6 +375,11 @@ size_t stall_sampler_procs(stall_sampler_t *s, stall_proc_sample_t *out, size_t 
 size_t stall_sampler_gpus(stall_sampler_t *s, stall_gpu_t *out, size_t cap) {
     if (!s) return 0;
     return copy_published(s, out, cap, s->gpus, &s->ngpus, &s->ngpus, sizeof *out);
+}
+
+size_t stall_sampler_devices(stall_sampler_t *s, stall_device_t *out, size_t cap) {
+    if (!s) return 0;
+    return copy_published(s, out, cap, s->devs, &s->ndevs, &s->ndevs_total, sizeof *out);
 }
 
 size_t stall_sampler_cores(stall_sampler_t *s, double *out, size_t cap) {

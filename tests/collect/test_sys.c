@@ -192,6 +192,19 @@ static void test_rates(void **state) {
     assert_int_equal(stall__sys_sample(c, SEC, &s, cores, 16, &nc), 0);
     assert_int_equal(s.valid & STALL_SYS_RATES, 0);
     assert_int_equal(nc, 0);
+    /* per device: the whole disks, then the interfaces but lo; no rates yet */
+    stall_device_t dv[8];
+    const char *names[] = {"sda", "nvme0n1", "eth0", "wlan0"};
+    assert_int_equal(stall__sys_devices(c, dv, 8), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(dv[i].name, names[i]);
+        assert_int_equal(dv[i].is_net, i >= 2);
+        assert_int_equal(dv[i].valid & STALL_DEV_RATES, 0);
+    }
+    assert_int_equal(dv[0].read_bytes, 2000ull * 512);
+    assert_int_equal(dv[2].read_bytes, 1000);
+    assert_int_equal(dv[2].write_bytes, 2000);
+    assert_int_equal(stall__sys_devices(c, dv, 1), 4); /* cap respected, count returned */
 
     char stat[2048] = "cpu  860 80 420 8100 170 8 45 125 0 0\n"
                       "cpu0 150 10 50 1000 20 1 5 15 0 0\n"
@@ -235,6 +248,18 @@ static void test_rates(void **state) {
     assert_float_equal(s.disk_busy, 0.8, 1e-12); /* nvme0n1: 400 ms of 500; md0 does not count */
     assert_float_equal(s.net_rx_bytes_per_s, 2000.0, 1e-9);
     assert_float_equal(s.net_tx_bytes_per_s, 1000.0, 1e-9);
+    /* the same, per device */
+    assert_int_equal(stall__sys_devices(c, dv, 8), 4);
+    for (int i = 0; i < 4; i++) assert_true(dv[i].valid & STALL_DEV_RATES);
+    assert_float_equal(dv[0].read_bytes_per_s, 1000.0 * 512 / 0.5, 1e-6); /* sda */
+    assert_float_equal(dv[0].write_bytes_per_s, 2000.0 * 512 / 0.5, 1e-6);
+    assert_float_equal(dv[0].busy, 0.5, 1e-12);
+    assert_float_equal(dv[1].read_bytes_per_s, 500.0 * 512 / 0.5, 1e-6); /* nvme0n1 */
+    assert_float_equal(dv[1].write_bytes_per_s, 0.0, 1e-12);
+    assert_float_equal(dv[1].busy, 0.8, 1e-12);
+    assert_float_equal(dv[2].read_bytes_per_s, 2000.0, 1e-9); /* eth0 */
+    assert_float_equal(dv[2].write_bytes_per_s, 1000.0, 1e-9);
+    assert_float_equal(dv[3].read_bytes_per_s, 0.0, 1e-12); /* wlan0 */
     assert_float_equal(s.cg_throttled_share, 0.25, 1e-12);
     assert_int_equal(s.cg_throttled_ns, 5500000000ull);
 

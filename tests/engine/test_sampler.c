@@ -93,6 +93,26 @@ static void samples_a_recorded_fixture_tree(void **state) {
     assert_int_equal(p[0].depth, 0);
     for (size_t i = 1; i < n; i++) assert_true(p[i].depth >= 1);
     assert_int_equal(stall_sampler_gpus(s, NULL, 0), 0); /* no_gpu */
+    /* devices as recorded: the one whole disk (loop and zram left out), then
+     * the interfaces but lo; no rates from a single sample */
+    stall_device_t dv[16];
+    size_t nd = stall_sampler_devices(s, dv, 16);
+    assert_true(nd >= 2);
+    assert_string_equal(dv[0].name, "vda");
+    assert_int_equal(dv[0].is_net, 0);
+    assert_int_equal(dv[0].read_bytes, 3263850ull * 512);
+    assert_int_equal(dv[0].valid & STALL_DEV_RATES, 0);
+    int eth0 = 0;
+    for (size_t i = 1; i < nd && i < 16; i++) {
+        assert_int_equal(dv[i].is_net, 1);
+        assert_string_not_equal(dv[i].name, "lo");
+        if (!strcmp(dv[i].name, "eth0")) {
+            eth0 = 1;
+            assert_int_equal(dv[i].read_bytes, 96519721);
+            assert_int_equal(dv[i].write_bytes, 134216);
+        }
+    }
+    assert_true(eth0);
 
     assert_int_equal(stall_sampler_sample(s), 0);
     assert_int_equal(stall_sampler_latest(s, &y), 0);

@@ -522,3 +522,28 @@ def test_opspan_protocol_through_the_class_and_exitstack(session):
     recs = {r.name: r for r in drain_mine(session.dir, {a, b})}
     assert (recs[a].depth, recs[b].depth) == (0, 1)
     assert recs[b].end_ns <= recs[a].end_ns
+
+
+def test_engine_devices_lists_disks_then_interfaces_with_unknown_rates_first(tmp_path):
+    out = run_py(
+        """
+        import json, sys, time
+        from stall import _native
+        s = _native.Session("dev", base_dir=sys.argv[1], no_export=True)
+        e = _native.Engine(s.dir)
+        e.sample_now()
+        first = e.devices()
+        time.sleep(0.05)
+        e.sample_now()
+        second = e.devices()
+        e.close(remove=True)
+        print(json.dumps(dict(first=first, second=second)))
+        """,
+        tmp_path,
+    )
+    assert out["first"], "this machine has at least one disk or interface"
+    kinds = [d["is_net"] for d in out["first"]]
+    assert kinds == sorted(kinds)  # disks first
+    assert all(d["name"] != "lo" for d in out["first"])
+    assert all(d["read_bytes_per_s"] is None for d in out["first"])  # unknown, not 0
+    assert all(d["read_bytes_per_s"] is not None and d["read_bytes_per_s"] >= 0 for d in out["second"])

@@ -555,6 +555,19 @@ static PyObject *Engine_latest(EngineObject *self, PyObject *Py_UNUSED(ignored))
     return fields_dict(sys_fields, sizeof sys_fields / sizeof sys_fields[0], &y, y.valid);
 }
 
+#define DEV(f, t, need) {#f, offsetof(stall_device_t, f), t, need}
+static const field_t dev_fields[] = {
+    DEV(name, F_STR, 0),
+    DEV(is_net, F_U32, 0),
+    DEV(read_bytes, F_U64, 0),
+    DEV(write_bytes, F_U64, 0),
+    DEV(read_bytes_per_s, F_DBL, STALL_DEV_RATES),
+    DEV(write_bytes_per_s, F_DBL, STALL_DEV_RATES),
+    DEV(busy, F_DBL, STALL_DEV_RATES),
+};
+#undef DEV
+
+static size_t copy_devs(stall_sampler_t *s, void *out, size_t cap) { return stall_sampler_devices(s, out, cap); }
 static size_t copy_procs(stall_sampler_t *s, void *out, size_t cap) { return stall_sampler_procs(s, out, cap); }
 static size_t copy_gpus(stall_sampler_t *s, void *out, size_t cap) { return stall_sampler_gpus(s, out, cap); }
 
@@ -603,6 +616,11 @@ static PyObject *Engine_processes(EngineObject *self, PyObject *Py_UNUSED(ignore
 static PyObject *Engine_gpus(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
     return sampled_list(self, "gpus", copy_gpus, sizeof(stall_gpu_t), gpu_fields,
                         sizeof gpu_fields / sizeof gpu_fields[0], offsetof(stall_gpu_t, valid));
+}
+
+static PyObject *Engine_devices(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
+    return sampled_list(self, "devices", copy_devs, sizeof(stall_device_t), dev_fields,
+                        sizeof dev_fields / sizeof dev_fields[0], offsetof(stall_device_t, valid));
 }
 
 static PyObject *Engine_cores(EngineObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -740,6 +758,10 @@ static PyMethodDef engine_methods[] = {
      "or None before the first sample."},
     {"processes", (PyCFunction)Engine_processes, METH_NOARGS,
      "processes($self, /)\n--\n\nThe latest process-tree sample, root first, as dicts (unknown: None)."},
+    {"devices", (PyCFunction)Engine_devices, METH_NOARGS,
+     PyDoc_STR("devices() -> list of dicts: the latest sample's whole disks and network interfaces "
+               "(name, is_net, read_bytes, write_bytes, read_bytes_per_s, write_bytes_per_s, busy; rates None "
+               "until a second sample)")},
     {"gpus", (PyCFunction)Engine_gpus, METH_NOARGS,
      "gpus($self, /)\n--\n\nThe latest GPU samples as dicts (unknown: None); [] without GPUs."},
     {"cores", (PyCFunction)Engine_cores, METH_NOARGS, "cores($self, /)\n--\n\nPer-core busy shares (0..1)."},

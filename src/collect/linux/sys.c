@@ -93,6 +93,8 @@ struct stall_sys_collector_t {
     disk_ent_t *disks, *disks_prev;
     size_t ndisks, ndisks_prev, disks_cap;
     stall_iface_t *ifs, *ifs_prev;
+    stall_device_t *devs; /* the per-device view of this sample (disks, then interfaces) */
+    size_t ndevs, devs_cap;
     size_t nifs, nifs_prev, ifs_cap;
 
     /* the previous sample */
@@ -394,6 +396,39 @@ static int grow_ifs(stall_sys_collector_t *c, size_t ncap) {
     return 0;
 }
 
+/* Appends one device to this sample's per-device view (dropped when the
+ * list cannot grow: the totals still count it). */
+static void dev_push(stall_sys_collector_t *c, const char *name, uint32_t is_net, uint64_t rd, uint64_t wr,
+                     int has_rates, double rd_s, double wr_s, double busy) {
+    if (c->ndevs == c->devs_cap) {
+        size_t ncap = c->devs_cap ? c->devs_cap * 2 : 16;
+        if (ncap > 2 * LIST_MAX) return;
+        stall_device_t *d = realloc(c->devs, ncap * sizeof *d);
+        if (!d) return;
+        c->devs = d;
+        c->devs_cap = ncap;
+    }
+    stall_device_t *d = &c->devs[c->ndevs++];
+    memset(d, 0, sizeof *d);
+    stall__strlcpy(d->name, name, sizeof d->name);
+    d->is_net = is_net;
+    d->read_bytes = rd;
+    d->write_bytes = wr;
+    if (has_rates) {
+        d->valid = STALL_DEV_RATES;
+        d->read_bytes_per_s = rd_s;
+        d->write_bytes_per_s = wr_s;
+        d->busy = busy > 1.0 ? 1.0 : busy;
+    }
+}
+
+size_t stall__sys_devices(const stall_sys_collector_t *c, stall_device_t *out, size_t cap) {
+    if (!c) return 0;
+    size_t n = c->ndevs < cap ? c->ndevs : cap;
+    if (out && n) memcpy(out, c->devs, n * sizeof *out);
+    return c->ndevs;
+}
+
 static void sample_disks(stall_sys_collector_t *c, stall_sys_t *out, double dt_s, int rates) {
     long len = rd(c, &c->diskstats);
     if (len < 0) return;
@@ -423,10 +458,15 @@ static void sample_disks(stall_sys_collector_t *c, stall_sys_t *out, double dt_s
         rs += e->d.read_sectors;
         ws += e->d.write_sectors;
         if (had_prev && p) {
-            drs += sub0(e->d.read_sectors, p->d.read_sectors);
-            dws += sub0(e->d.write_sectors, p->d.write_sectors);
+            uint64_t dr = sub0(e->d.read_sectors, p->d.read_sectors), dw = sub0(e->d.write_sectors, p->d.write_sectors);
+            drs += dr;
+            dws += dw;
             double b = (double)sub0(e->d.io_ticks_ms, p->d.io_ticks_ms) / (dt_s * 1000.0);
             if (b > busy) busy = b;
+            dev_push(c, e->d.name, 0, e->d.read_sectors * 512, e->d.write_sectors * 512, 1,
+                     (double)dr * 512.0 / dt_s, (double)dw * 512.0 / dt_s, b);
+        } else {
+            dev_push(c, e->d.name, 0, e->d.read_sectors * 512, e->d.write_sectors * 512, 0, 0, 0, 0);
         }
     }
     c->ndisks = (size_t)n;
@@ -460,19 +500,24 @@ static void sample_net(stall_sys_collector_t *c, stall_sys_t *out, double dt_s, 
         if (!strcmp(e->name, "lo")) continue;
         rx += e->rx_bytes;
         tx += e->tx_bytes;
-        if (!had_prev) continue;
         const stall_iface_t *p = NULL;
-        if ((size_t)i < c->nifs_prev && !strcmp(c->ifs_prev[i].name, e->name))
-            p = &c->ifs_prev[i];
-        else
-            for (size_t j = 0; j < c->nifs_prev; j++)
-                if (!strcmp(c->ifs_prev[j].name, e->name)) {
-                    p = &c->ifs_prev[j];
-                    break;
-                }
+        if (had_prev) {
+            if ((size_t)i < c->nifs_prev && !strcmp(c->ifs_prev[i].name, e->name))
+                p = &c->ifs_prev[i];
+            else
+                for (size_t j = 0; j < c->nifs_prev; j++)
+                    if (!strcmp(c->ifs_prev[j].name, e->name)) {
+                        p = &c->ifs_prev[j];
+                        break;
+                    }
+        }
         if (p) {
-            drx += sub0(e->rx_bytes, p->rx_bytes);
-            dtx += sub0(e->tx_bytes, p->tx_bytes);
+            uint64_t r = sub0(e->rx_bytes, p->rx_bytes), t = sub0(e->tx_bytes, p->tx_bytes);
+            drx += r;
+            dtx += t;
+            dev_push(c, e->name, 1, e->rx_bytes, e->tx_bytes, 1, (double)r / dt_s, (double)t / dt_s, 0);
+        } else {
+            dev_push(c, e->name, 1, e->rx_bytes, e->tx_bytes, 0, 0, 0, 0);
         }
     }
     stall_iface_t *sw = c->ifs_prev;
@@ -658,6 +703,7 @@ void stall__sys_close(stall_sys_collector_t *c) {
     free(c->disk_tmp);
     free(c->disks);
     free(c->disks_prev);
+    free(c->devs);
     free(c->ifs);
     free(c->ifs_prev);
     free(c);
@@ -679,6 +725,7 @@ int stall__sys_sample(stall_sys_collector_t *c, uint64_t now_ns, stall_sys_t *ou
     out->cg_cpu_quota_us = -1;
     out->cg_mem_limit_bytes = UINT64_MAX;
     out->cgroup_version = c->cg_version;
+    c->ndevs = 0;
 
     int rates = c->have_prev && now_ns > c->prev_t_ns;
     double dt_s = rates ? (double)(now_ns - c->prev_t_ns) / 1e9 : 0.0;
