@@ -29,8 +29,9 @@
 #include <cmocka.h>
 
 #include "../../src/engine/aggregate.c"
+#include "test_util.h"
 
-static char g_base[256];
+static char g_base[512];
 static stall_session_t *g_sess;
 static const char *g_dir;
 
@@ -153,23 +154,12 @@ static stall_record_t mk(uint32_t tid, stall_name_t name, int kind, int depth, u
 
 static int group_setup(void **state) {
     (void)state;
-    snprintf(g_base, sizeof g_base, "/tmp/stall-agg-test-XXXXXX");
-    if (!mkdtemp(g_base)) return -1;
-    stall_options_t o = {0};
-    o.base_dir = g_base;
-    o.no_export = 1;
-    g_sess = stall_session_start("agg-test", &o);
-    if (!g_sess) return -1;
-    g_dir = stall_session_dir(g_sess);
-    return g_dir ? 0 : -1;
+    return tu_session_start(g_base, sizeof g_base, "agg-test", 0, &g_sess, &g_dir);
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    stall_session_stop(g_sess);
-    stall_reader_t *r = stall_reader_open(g_dir);
-    if (r) stall_reader_close(r, 1);
-    rmdir(g_base);
+    tu_session_end(g_sess, g_dir, g_base);
     return 0;
 }
 

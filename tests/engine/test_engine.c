@@ -21,8 +21,9 @@
 #include <cmocka.h>
 
 #include "stall.h"
+#include "test_util.h"
 
-static char g_base[256];
+static char g_base[512];
 static stall_session_t *g_sess;
 static const char *g_dir;
 
@@ -74,23 +75,12 @@ static int find_op(stall_agg_t *a, uint64_t id, const char *name, stall_op_stats
 
 static int group_setup(void **state) {
     (void)state;
-    snprintf(g_base, sizeof g_base, "/tmp/stall-engine-test-XXXXXX");
-    if (!mkdtemp(g_base)) return -1;
-    stall_options_t o = {0};
-    o.base_dir = g_base;
-    o.no_export = 1;
-    g_sess = stall_session_start("engine-test", &o);
-    if (!g_sess) return -1;
-    g_dir = stall_session_dir(g_sess);
-    return g_dir ? 0 : -1;
+    return tu_session_start(g_base, sizeof g_base, "engine-test", 0, &g_sess, &g_dir);
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    stall_session_stop(g_sess);
-    stall_reader_t *r = stall_reader_open(g_dir);
-    if (r) stall_reader_close(r, 1);
-    rmdir(g_base);
+    tu_session_end(g_sess, g_dir, g_base);
     return 0;
 }
 
@@ -266,10 +256,10 @@ static void free_removes_directory(void **state) {
     (void)state;
     /* a session directory of our own (the process's real one is shared by
      * every test): a folder with meta.json is what a reader accepts */
-    char dir[300];
+    char dir[600];
     snprintf(dir, sizeof dir, "%s/own-XXXXXX", g_base);
     assert_non_null(mkdtemp(dir));
-    char meta[400];
+    char meta[700];
     snprintf(meta, sizeof meta, "%s/meta.json", dir);
     FILE *f = fopen(meta, "w");
     assert_non_null(f);

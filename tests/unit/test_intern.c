@@ -57,12 +57,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    if (g_sess) {
-        stall_session_stop(g_sess);
-        stall_reader_t *r = tu_reader_open(g_dir);
-        if (r) tu_reader_close(r, 1);
-    }
-    tu_rmrf(g_base);
+    tu_session_end(g_sess, g_dir, g_base);
     return 0;
 }
 

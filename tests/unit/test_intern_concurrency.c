@@ -151,8 +151,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    if (g_sess) stall_session_stop(g_sess);
-    tu_rmrf(g_base);
+    tu_session_end(g_sess, stall_session_dir(g_sess), g_base);
     return 0;
 }
 

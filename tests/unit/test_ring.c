@@ -33,23 +33,12 @@ static stall_session_t *g_sess;
 
 static int group_setup(void **state) {
     (void)state;
-    if (tu_mkbase(g_base, sizeof g_base, "ring") < 0) return -1;
-    stall_options_t o = {.ring_records = RING, .base_dir = g_base, .no_export = 1};
-    g_sess = stall_session_start("ring-test", &o);
-    if (!g_sess) {
-        fprintf(stderr, "stall_session_start: %s\n", stall_last_error());
-        return -1;
-    }
-    g_dir = stall_session_dir(g_sess);
-    return g_dir ? 0 : -1;
+    return tu_session_start(g_base, sizeof g_base, "ring-test", RING, &g_sess, &g_dir);
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    stall_session_stop(g_sess);
-    stall_reader_t *r = tu_reader_open(g_dir);
-    if (r) tu_reader_close(r, 1);
-    tu_rmrf(g_base);
+    tu_session_end(g_sess, g_dir, g_base);
     return 0;
 }
 

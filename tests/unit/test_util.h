@@ -161,4 +161,31 @@ static inline void tu_drain_all(stall_reader_t *r, tu_coll_t *c) {
         if (stall_reader_drain(r, tu_collect_cb, c) <= 0) break;
 }
 
+/* Starts this test binary's session (one per process) in a fresh scratch
+ * folder written into base: ring_records 0 means the default; *dir gets the
+ * session directory. Returns 0, or -1 (with the library's message on stderr). */
+static inline int tu_session_start(char *base, size_t cap, const char *tag, uint32_t ring_records,
+                                   stall_session_t **sess, const char **dir) {
+    if (tu_mkbase(base, cap, tag) < 0) return -1;
+    stall_options_t o = {.ring_records = ring_records, .base_dir = base, .no_export = 1};
+    *sess = stall_session_start(tag, &o);
+    if (!*sess) {
+        fprintf(stderr, "stall_session_start: %s\n", stall_last_error());
+        return -1;
+    }
+    *dir = stall_session_dir(*sess);
+    return *dir ? 0 : -1;
+}
+
+/* Stops the session when there is one, drains and removes its directory,
+ * then removes the scratch folder. */
+static inline void tu_session_end(stall_session_t *sess, const char *dir, const char *base) {
+    if (sess) {
+        stall_session_stop(sess);
+        stall_reader_t *r = tu_reader_open(dir);
+        if (r) tu_reader_close(r, 1);
+    }
+    tu_rmrf(base);
+}
+
 #endif
