@@ -70,6 +70,12 @@ typedef enum stall_kind_t {
     STALL_KIND_COUNT_ = 10
 } stall_kind_t;
 
+/* OR this into the kind given to stall_begin_id / stall_begin to record that
+ * one span's thread CPU time even when thread_cpu_time is off (two more
+ * clock reads, ~400 ns here): for coarse spans such as a batch fetch whose
+ * on-CPU share matters. The recorded kind has the bit cleared. */
+#define STALL_WITH_CPU 0x80
+
 /* Returns a short lower-case name for a kind ("data_loading", ...), or
  * "unknown" for a value out of range. Static string. */
 const char *stall_kind_name(int kind);
@@ -156,6 +162,16 @@ void stall_end_arg(uint64_t arg);
 
 /* Same as stall_end_arg(0). */
 void stall_end(void);
+
+/* Records a span that already happened on this thread: it began at start_ns
+ * (stall_now_ns() taken earlier) and ends now, at the current nesting depth,
+ * so spans recorded on this thread since start_ns count as nested in it. For
+ * intervals that do not open and close in one place (a training step runs
+ * from one batch to the next). A start_ns in the future is clamped to now. */
+void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg);
+
+/* Returns the number of spans open on the calling thread. */
+uint32_t stall_depth(void);
 
 /* Records an instant event (a point in time, no duration). */
 void stall_instant(int kind, stall_name_t name, uint64_t arg);

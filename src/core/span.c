@@ -327,10 +327,11 @@ void stall_begin_id(int kind, stall_name_t name) {
     uint32_t d = t->depth;
     if (STALL_LIKELY(d < STALL_MAX_DEPTH)) {
         open_span_t *o = &s->stack[d];
+        int cpu = t->cpu | ((kind & STALL_WITH_CPU) != 0);
         o->name = name;
-        o->kind = (uint8_t)kind;
-        o->has_cpu = (uint8_t)t->cpu;
-        if (t->cpu) o->cpu_start_ns = stall__clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        o->kind = (uint8_t)(kind & ~STALL_WITH_CPU);
+        o->has_cpu = (uint8_t)cpu;
+        if (cpu) o->cpu_start_ns = stall__clock_ns(CLOCK_THREAD_CPUTIME_ID);
         o->start_ns = stall__clock_ns(CLOCK_MONOTONIC);
     }
     t->depth = d + 1;
@@ -416,6 +417,34 @@ static void instant(int kind, stall_name_t name, uint64_t arg, uint16_t flags) {
 }
 
 void stall_instant(int kind, stall_name_t name, uint64_t arg) { instant(kind, name, arg, 0); }
+
+void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg) {
+    thr_t *t = thr_get();
+    if (!t->slot) {
+        if (t->noslot_dropped) atomic_fetch_add_explicit(t->noslot_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (t->depth >= STALL_MAX_DEPTH) {
+        count_drop(t);
+        return;
+    }
+    stall_record_t *r = ring_reserve(t);
+    if (!r) return;
+    uint64_t now = stall__clock_ns(CLOCK_MONOTONIC);
+    r->start_ns = start_ns < now ? start_ns : now;
+    r->end_ns = now;
+    r->cpu_ns = 0;
+    r->arg = arg;
+    r->pid = t->pid;
+    r->tid = t->tid;
+    r->name = name;
+    r->kind = (uint8_t)(kind & ~STALL_WITH_CPU);
+    r->depth = (uint8_t)t->depth;
+    r->flags = 0;
+    ring_publish(t);
+}
+
+uint32_t stall_depth(void) { return thr_get()->depth; }
 
 /* ------------------------------------------------------------ sessions */
 
