@@ -227,6 +227,7 @@ typedef struct stall_reader_proc_t {
     uint32_t threads;        /* thread rings in use */
     char comm[32];           /* process name at attach */
     char label[32];          /* role set by the process (e.g. "main", "worker 3"), or "" */
+    uint64_t observer_lost;  /* observer only: records overwritten before it copied them */
 } stall_reader_proc_t;
 
 /* Opens a reader on a session directory. Returns NULL (and sets the error)
@@ -234,6 +235,22 @@ typedef struct stall_reader_proc_t {
  * owns its mappings until stall_reader_close. One reader drains a session at
  * a time: a second stall_reader_open on the same directory fails. */
 stall_reader_t *stall_reader_open(const char *dir);
+
+/* Opens an observer on a session directory: a reader that may run beside the
+ * primary one (stall_reader_open) and any number of other observers. It takes
+ * no lock and writes nothing shared: it maps the files read-only, keeps its
+ * own position in each thread ring, never frees ring space, never deletes a
+ * file. Every other reader call works on it as on a primary, with these
+ * differences. Records are copies, still valid only during the callback. It
+ * starts each thread ring at the oldest record still there, so it also gets
+ * records the primary already took, while their place is not reused. The
+ * producers wait for the primary only: records an observer is too slow to
+ * copy are overwritten, never delivered torn, and counted in
+ * stall_reader_proc_t.observer_lost. A process whose file the primary
+ * released (dead and drained) before the observer listed it is never seen;
+ * a file it had mapped stays readable. Returns NULL (and sets the error) when
+ * the directory does not exist or is not a stall session. */
+stall_reader_t *stall_reader_open_observer(const char *dir);
 
 /* Called by stall_reader_drain with a run of records of one process. The
  * records point into shared memory and are valid only during the call.
@@ -264,7 +281,8 @@ const char *stall_reader_name(stall_reader_t *r, uint32_t proc_index, uint32_t n
 /* Returns the name of the session (from its metadata), or "". */
 const char *stall_reader_session_name(stall_reader_t *r);
 
-/* Closes the reader. With remove = 1 the session directory is deleted too.
+/* Closes the reader. With remove = 1 the session directory is deleted too,
+ * except by an observer, which ignores remove (it never deletes anything).
  * Returns 0, or -1 when removing failed. */
 int stall_reader_close(stall_reader_t *r, int remove);
 
@@ -574,13 +592,29 @@ typedef struct stall_engine_t stall_engine_t;
  * no_sampler = 1 there is none. drain_interval_ns: default 100 ms. */
 stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
                                  int no_sampler, uint64_t drain_interval_ns);
+/* Same as stall_engine_new, but the engine reads through an observer
+ * (stall_reader_open_observer): it works while another reader (the primary,
+ * e.g. `stall run`) drains the session, and stall_engine_free(e, 1) leaves
+ * the directory in place. Records the observer was too slow for are counted
+ * in its processes' observer_lost (stall_engine_reader). */
+stall_engine_t *stall_engine_new_observer(const char *dir, const stall_sampler_options_t *sampler_opts,
+                                          int no_sampler, uint64_t drain_interval_ns);
 int stall_engine_start(stall_engine_t *e);
 int stall_engine_stop(stall_engine_t *e);
 /* Drains the rings now on the calling thread. Returns records taken, or -1. */
 ssize_t stall_engine_drain(stall_engine_t *e);
 stall_agg_t *stall_engine_agg(stall_engine_t *e);
 stall_sampler_t *stall_engine_sampler(stall_engine_t *e); /* NULL with no sampler */
-/* Stops, drains one last time, frees; remove = 1 deletes the directory. */
+/* The engine's reader (names, processes), owned by the engine. Use it only
+ * while no drain runs (the engine stopped), or from the tap. */
+stall_reader_t *stall_engine_reader(stall_engine_t *e);
+/* Sets a function that also receives every record the engine drains, after
+ * the aggregator took it, on the draining thread (its return value is
+ * ignored: it cannot stop a drain). For writers that keep records (a trace
+ * spool). fn NULL removes it. Returns 0, or -1 for a NULL engine. */
+int stall_engine_set_tap(stall_engine_t *e, stall_record_fn fn, void *ctx);
+/* Stops, drains one last time, frees; remove = 1 deletes the directory
+ * (never for an observer engine). */
 void stall_engine_free(stall_engine_t *e, int remove);
 
 /* -------------------------------------------------------------- logging */

@@ -7,7 +7,11 @@ sampler) on that directory, started once. Profiler sessions map to
 engine.session_begin/end with ids from a counter. In a child process
 (forked, or spawned with STALL_SESSION_DIR inherited) the engine is never
 used: the child only records spans into its own ring file, and the
-parent's engine aggregates them. Glue only: every number comes from C.
+parent's engine aggregates them. Under `stall run` (STALL_RUN set; the CLI
+is the session's one draining reader) a process that inherited the session
+and asks for an engine gets an observer engine instead (_native.Engine with
+observer=True): it reads the same rings beside the CLI without disturbing
+it. Glue only: every number comes from C.
 """
 
 import atexit as _atexit
@@ -25,6 +29,7 @@ _lock = _threading.RLock()
 _pid = None          # pid of the process that created the transport
 _session = None      # _native.Session
 _engine = None       # _native.Engine
+_engine_pid = None   # pid of the process that created _engine
 _inherited = _os.environ.get("STALL_SESSION_DIR")  # set before we were imported: a spawned child
 _ids = _itertools.count(1)
 
@@ -111,19 +116,30 @@ def transport(thread_cpu_time=False):
         return _session.dir
 
 
+def _observes():
+    """True where engine() makes an observer engine: under `stall run`, in a
+    process that inherited the session and owns no transport."""
+    return bool(_os.environ.get("STALL_RUN")) and _pid is None and is_child()
+
+
 def engine(interval=0.1, max_samples=1200, thread_cpu_time=False):
     """The process-wide engine, created and started on first use with this
-    sampling interval (later callers share it). RuntimeError in a child."""
-    global _engine
+    sampling interval (later callers share it). Under `stall run`, in a
+    process that inherited the session: an observer engine on it. Otherwise
+    RuntimeError in a child, and in a fork of a process that has an engine."""
+    global _engine, _engine_pid
     d = transport(thread_cpu_time)
-    if is_child():
+    observer = _observes()
+    if observer:
+        d = _os.environ["STALL_SESSION_DIR"]
+    if (is_child() and not observer) or (_engine is not None and _engine_pid != _os.getpid()):
         raise RuntimeError(
             "stall: this process is a DataLoader worker or a forked child; it records spans "
             "into its parent's session, and the parent's profiler reports them"
         )
     with _lock:
         if _engine is None:
-            e = _native.Engine(d, interval=float(interval), max_samples=int(max_samples))
+            e = _native.Engine(d, interval=float(interval), max_samples=int(max_samples), observer=observer)
             # a baseline pair of samples (once per process, ~20 ms): rates such
             # as cpu_usage need two samples a clock tick apart, and code reads
             # current_metrics right after creating its first profiler
@@ -131,13 +147,13 @@ def engine(interval=0.1, max_samples=1200, thread_cpu_time=False):
             _time.sleep(0.02)
             e.sample_now()
             e.start()
-            _engine = e
+            _engine, _engine_pid = e, _os.getpid()
         return _engine
 
 
 def engine_if_running():
     """The engine when this process owns a started one, else None."""
-    if is_child():
+    if _engine_pid != _os.getpid():
         return None
     return _engine
 
@@ -153,7 +169,7 @@ def now_ns():
 @_atexit.register
 def _shutdown():
     global _engine
-    if _engine is not None and not is_child():
+    if _engine is not None and _engine_pid == _os.getpid():
         try:
             _engine.close()
         except Exception:

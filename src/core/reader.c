@@ -9,7 +9,12 @@
  * and lets go of (unlinks) the files of dead processes it has emptied, so a
  * long run with short-lived workers does not fill shared memory.
  *
- * Only one reader drains a session at a time (flock on reader.lock).
+ * Only one reader drains a session at a time (flock on reader.lock): the
+ * primary. Any number of observers may read it too, without the lock and
+ * without writing anything shared (their mappings are read-only): each keeps
+ * private cursors, copies records out of the rings and keeps only the copies
+ * that the producer provably did not overwrite meanwhile (see observe_slot),
+ * since the producer waits for the primary alone.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -29,6 +34,13 @@
 #include "layout.h"
 #include "span.h"
 
+/* An observer's private position in one thread slot. */
+typedef struct obs_slot_t {
+    uint64_t pos;  /* next ring position to copy */
+    uint64_t from; /* the primary's read_pos when first seen: losses count from here */
+    int seen;
+} obs_slot_t;
+
 typedef struct rproc_t {
     char file[96];
     int fd;
@@ -38,13 +50,16 @@ typedef struct rproc_t {
     stall_reader_proc_t info;
     int finalized;      /* dead, truncated spans handed over, file released */
     char **saved_names; /* names kept after the mapping is released */
+    obs_slot_t *obs;    /* observer only: one per thread slot */
 } rproc_t;
 
 #define FULL_CHECK_EVERY 10u /* drains between full listings and /proc liveness checks */
+#define OBS_BATCH 256u       /* records an observer copies and validates at a time */
 
 struct stall_reader_t {
     char dir[PATH_MAX];
-    int lock_fd;
+    int lock_fd;  /* -1 for an observer */
+    int observer; /* 1: read-only, private cursors (stall_reader_open_observer) */
     rproc_t *procs;
     size_t n, cap;
     char session_name[128];
@@ -78,12 +93,14 @@ static void read_session_name(stall_reader_t *r) {
     r->session_name[o] = '\0';
 }
 
-stall_reader_t *stall_reader_open(const char *dir) {
+/* Opens a primary (observer = 0: takes the lock) or an observer. */
+static stall_reader_t *reader_open(const char *dir, int observer) {
     stall_reader_t *r = NULL;
     char path[PATH_MAX + 16];
     struct stat st;
     if (!dir || !*dir) {
-        stall__err("stall_reader_open: dir must be a session directory path");
+        stall__err("%s: dir must be a session directory path",
+                   observer ? "stall_reader_open_observer" : "stall_reader_open");
         return NULL;
     }
     if (stat(dir, &st) < 0) {
@@ -101,7 +118,9 @@ stall_reader_t *stall_reader_open(const char *dir) {
         return NULL;
     }
     r->lock_fd = -1;
+    r->observer = observer;
     stall__strlcpy(r->dir, dir, sizeof r->dir);
+    if (observer) goto done;
     snprintf(path, sizeof path, "%s/reader.lock", dir);
     r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (r->lock_fd < 0) {
@@ -112,6 +131,7 @@ stall_reader_t *stall_reader_open(const char *dir) {
         stall__err("session %s is already being read by another reader", dir);
         goto fail;
     }
+done:
     read_session_name(r);
     return r;
 fail:
@@ -120,21 +140,32 @@ fail:
     return NULL;
 }
 
+stall_reader_t *stall_reader_open(const char *dir) { return reader_open(dir, 0); }
+
+stall_reader_t *stall_reader_open_observer(const char *dir) { return reader_open(dir, 1); }
+
 /* Maps a newly seen process file. Returns 0, or -1 to skip it this time. */
 static int proc_map(stall_reader_t *r, const char *file) {
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/%s", r->dir, file);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    /* an observer maps read-only: it cannot change shared state by mistake */
+    int fd = open(path, (r->observer ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) return -1;
     struct stat st;
+    obs_slot_t *obs = NULL;
     if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(proc_hdr_t)) goto fail;
-    uint8_t *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint8_t *base = mmap(NULL, (size_t)st.st_size, r->observer ? PROT_READ : PROT_READ | PROT_WRITE,
+                         MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) goto fail;
     proc_hdr_t *h = (proc_hdr_t *)(void *)base;
     if (atomic_load_explicit(&h->magic, memory_order_acquire) != STALL_PROC_MAGIC ||
         h->version != STALL_LAYOUT_VERSION || h->record_size != sizeof(stall_record_t) ||
         h->file_size != (uint64_t)st.st_size ||
         h->slots_off + (uint64_t)h->max_threads * h->slot_size > h->file_size) {
+        munmap(base, (size_t)st.st_size);
+        goto fail;
+    }
+    if (r->observer && !(obs = calloc(h->max_threads ? h->max_threads : 1, sizeof *obs))) {
         munmap(base, (size_t)st.st_size);
         goto fail;
     }
@@ -155,6 +186,7 @@ static int proc_map(stall_reader_t *r, const char *file) {
     p->base = base;
     p->size = (size_t)st.st_size;
     p->hdr = h;
+    p->obs = obs;
     p->info.index = (uint32_t)r->n;
     p->info.pid = h->pid;
     p->info.ppid = h->ppid;
@@ -164,6 +196,7 @@ static int proc_map(stall_reader_t *r, const char *file) {
     r->n++;
     return 0;
 fail:
+    free(obs);
     close(fd);
     return -1;
 }
@@ -238,6 +271,94 @@ static ssize_t deliver(const stall_reader_proc_t *info, stall_record_t *recs, si
     return (ssize_t)n;
 }
 
+typedef uint64_t word_t __attribute__((may_alias));
+
+/* Copies n records out of a ring of slot s that the producer may be
+ * overwriting at this very moment, then returns the oldest ring position
+ * that is still provably intact (see observe_slot). The race is intended:
+ * the caller keeps only the copies at or after that position. Word by word
+ * through volatile loads, so that the compiler neither calls memcpy (which
+ * ThreadSanitizer would intercept) nor reads a word twice; and not
+ * instrumented by ThreadSanitizer, which knows no seqlock readers (and no
+ * fences). The records are 8-byte aligned. */
+__attribute__((no_sanitize("thread"))) static uint64_t copy_then_recheck(stall_record_t *dst,
+                                                                         const stall_record_t *src,
+                                                                         size_t n, thread_slot_t *s,
+                                                                         uint64_t cap) {
+    const volatile word_t *from = (const volatile word_t *)(const void *)src;
+    word_t *to = (word_t *)(void *)dst;
+    for (size_t i = 0; i < n * (sizeof *src / sizeof(word_t)); i++) to[i] = from[i];
+    atomic_thread_fence(memory_order_acquire); /* the copy's loads come before the reloads */
+    uint64_t wr = atomic_load_explicit(&s->write_pos, memory_order_relaxed);
+    uint64_t rd = atomic_load_explicit(&s->read_pos, memory_order_relaxed);
+    uint64_t ok = wr + 1 > cap ? wr + 1 - cap : 0; /* wr - p <= cap - 1 */
+    return rd < ok ? rd : ok;                       /* or p >= rd */
+}
+
+/* Counts as an observer's losses the positions [a, b) at or after `from`
+ * (records the primary had already taken when the observer first saw the
+ * slot are a bonus when still there, not a loss when gone). */
+static void obs_lost(rproc_t *p, const obs_slot_t *o, uint64_t a, uint64_t b) {
+    if (a < o->from) a = o->from;
+    if (b > a) p->info.observer_lost += b - a;
+}
+
+/* Observer: delivers the records of one slot after its private cursor.
+ *
+ * The producer waits for the primary's read_pos only, so the place of a
+ * record the observer has not copied yet may be reused under it: a seqlock
+ * check tells. The producer writes position q into ring index q % cap only
+ * while its write_pos equals q (write_pos = q + 1 is published, with
+ * release, once the record is complete), and only after it saw read_pos >=
+ * q - cap + 1; the index of position p is next reused by position p + cap.
+ * So a copy of position p is intact if, after the copy, write_pos was still
+ * below p + cap (the producer had not even started on p + cap), or read_pos
+ * was still at most p (it was not allowed to). Ordering: copy (plain loads),
+ * acquire fence, reload both. If a copied word came from the writing of
+ * p + cap or later, that writing follows, in the producer's program order,
+ * its store write_pos = p + cap and its load of a read_pos > p, so the
+ * reloads see them and the copy is thrown away; the acquire load of
+ * write_pos before the copy makes every position below it complete.
+ * Kept: write_pos_now - p <= cap - 1 or p >= read_pos_now, a suffix of each
+ * batch; the thrown-away prefix is counted in observer_lost. (The read_pos
+ * test keeps the oldest record of a full ring, which the producer cannot
+ * touch until the primary moves.) Strictly, C11 wants a release fence in the
+ * producer between that store (or load) and its record stores; x86-64 keeps
+ * stores in order and is multi-copy atomic, and the compiler does not hoist
+ * the stores above those atomics (other calls of the hot path). */
+static ssize_t observe_slot(rproc_t *p, uint32_t i, stall_record_fn fn, void *ctx, int *stop) {
+    thread_slot_t *s = rslot(p, i);
+    obs_slot_t *o = &p->obs[i];
+    stall_record_t *recs = slot_records(s);
+    stall_record_t buf[OBS_BATCH];
+    uint64_t cap = p->hdr->ring_records;
+    uint64_t wr = atomic_load_explicit(&s->write_pos, memory_order_acquire);
+    ssize_t total = 0;
+    if (!o->seen) { /* first sight: start at the oldest record still in the ring */
+        o->seen = 1;
+        o->pos = wr > cap ? wr - cap : 0;
+        o->from = atomic_load_explicit(&s->read_pos, memory_order_relaxed);
+    }
+    if (wr - o->pos > cap) { /* lagged more than a ring: those places are reused */
+        obs_lost(p, o, o->pos, wr - cap);
+        o->pos = wr - cap;
+    }
+    while (o->pos < wr && !*stop) {
+        uint64_t idx = o->pos & (cap - 1);
+        uint64_t run = wr - o->pos;
+        if (run > cap - idx) run = cap - idx; /* stop at the wrap */
+        if (run > OBS_BATCH) run = OBS_BATCH;
+        uint64_t ok = copy_then_recheck(buf, &recs[idx], (size_t)run, s, cap); /* oldest intact */
+        uint64_t bad = ok > o->pos ? ok - o->pos : 0;
+        if (bad > run) bad = run;
+        obs_lost(p, o, o->pos, o->pos + bad);
+        o->pos += run;
+        p->info.records_read += run - bad;
+        total += deliver(&p->info, buf + bad, (size_t)(run - bad), fn, ctx, stop);
+    }
+    return total;
+}
+
 /* Drains every slot of one process. */
 static ssize_t proc_drain(rproc_t *p, stall_record_fn fn, void *ctx, int *stop) {
     proc_hdr_t *h = p->hdr;
@@ -246,6 +367,10 @@ static ssize_t proc_drain(rproc_t *p, stall_record_fn fn, void *ctx, int *stop) 
     uint64_t cap = h->ring_records;
     ssize_t total = 0;
     for (uint32_t i = 0; i < used && !*stop; i++) {
+        if (p->obs) {
+            total += observe_slot(p, i, fn, ctx, stop);
+            continue;
+        }
         thread_slot_t *s = rslot(p, i);
         stall_record_t *recs = slot_records(s);
         uint64_t rd = atomic_load_explicit(&s->read_pos, memory_order_relaxed);
@@ -318,6 +443,9 @@ static void proc_release(stall_reader_t *r, rproc_t *p) {
     p->base = NULL;
     p->hdr = NULL;
     p->fd = -1;
+    free(p->obs);
+    p->obs = NULL;
+    if (r->observer) return; /* the primary lets go of the file, not an observer */
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/%s", r->dir, p->file);
     unlink(path); /* emptied and dead: its memory can go back */
@@ -400,9 +528,10 @@ int stall_reader_close(stall_reader_t *r, int remove) {
             for (uint32_t k = 0; k < STALL_NAME_SLOTS; k++) free(p->saved_names[k]);
             free(p->saved_names);
         }
+        free(p->obs);
     }
     free(r->procs);
-    if (remove) rc = stall__remove_dir(r->dir);
+    if (remove && !r->observer) rc = stall__remove_dir(r->dir); /* ignored for an observer */
     if (r->lock_fd >= 0) close(r->lock_fd);
     free(r);
     return rc;

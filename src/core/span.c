@@ -342,6 +342,11 @@ void stall_begin(int kind, const char *name) { stall_begin_id(kind, stall_intern
 
 /* Appends one record; returns it, or NULL when the ring is full (counted). */
 static inline stall_record_t *ring_reserve(thr_t *t) {
+    /* observers (stall_reader_open_observer) detect a slot being rewritten
+     * by re-reading write_pos after their copy: the record stores that follow
+     * must not become visible before the previous write_pos store (free on
+     * x86; a barrier on weakly ordered CPUs) */
+    atomic_thread_fence(memory_order_release);
     uint64_t w = t->wpos;
     if (STALL_UNLIKELY(w - t->rpos_cached > t->mask)) {
         t->rpos_cached = atomic_load_explicit(&t->slot->read_pos, memory_order_acquire);

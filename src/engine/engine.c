@@ -9,6 +9,10 @@
  * than one batch of records. The thread blocks every signal so that the
  * profiled program's signal handling is untouched, and keeps absolute
  * deadlines (start + k * interval) so the rate does not drift.
+ *
+ * An observer engine reads through an observer reader: beside the session's
+ * primary reader (e.g. `stall run`), it never frees ring space and never
+ * deletes the directory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,26 +38,31 @@ struct stall_engine_t {
     pthread_cond_t wake;
     pthread_t thread;
     int running, stop;
+    int observer; /* the reader is an observer: never remove the directory */
+    stall_record_fn tap; /* also sees every drained record (stall_engine_set_tap) */
+    void *tap_ctx;
 };
 
-stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
-                                 int no_sampler, uint64_t drain_interval_ns) {
+/* Makes a primary or an observer engine; `who` names the public call in errors. */
+static stall_engine_t *engine_make(const char *who, const char *dir, const stall_sampler_options_t *sampler_opts,
+                                   int no_sampler, uint64_t drain_interval_ns, int observer) {
     stall_engine_t *e = NULL;
     int locks = 0;
     if (!dir || !*dir) {
-        stall__err("stall_engine_new: dir must be a session directory path");
+        stall__err("%s: dir must be a session directory path", who);
         return NULL;
     }
     if (drain_interval_ns && drain_interval_ns < MIN_DRAIN_NS) {
-        stall__err("stall_engine_new: drain_interval_ns must be >= 1 ms, or 0 for 50 ms (got %llu)",
+        stall__err("%s: drain_interval_ns must be >= 1 ms, or 0 for 100 ms (got %llu)", who,
                    (unsigned long long)drain_interval_ns);
         return NULL;
     }
     e = calloc(1, sizeof *e);
     if (!e) {
-        stall__err("stall_engine_new: out of memory");
+        stall__err("%s: out of memory", who);
         return NULL;
     }
+    e->observer = observer;
     e->interval_ns = drain_interval_ns ? drain_interval_ns : DEFAULT_DRAIN_NS;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -75,7 +84,8 @@ stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t 
     }
     e->agg = stall_agg_new();
     if (!e->agg) goto fail;
-    e->reader = stall_reader_open(dir); /* last: it takes the session's reader lock */
+    /* last: a primary takes the session's reader lock */
+    e->reader = observer ? stall_reader_open_observer(dir) : stall_reader_open(dir);
     if (!e->reader) goto fail;
     return e;
 fail:
@@ -90,13 +100,57 @@ fail:
     return NULL;
 }
 
+stall_engine_t *stall_engine_new(const char *dir, const stall_sampler_options_t *sampler_opts,
+                                 int no_sampler, uint64_t drain_interval_ns) {
+    return engine_make("stall_engine_new", dir, sampler_opts, no_sampler, drain_interval_ns, 0);
+}
+
+stall_engine_t *stall_engine_new_observer(const char *dir, const stall_sampler_options_t *sampler_opts,
+                                          int no_sampler, uint64_t drain_interval_ns) {
+    return engine_make("stall_engine_new_observer", dir, sampler_opts, no_sampler, drain_interval_ns, 1);
+}
+
+typedef struct tap_ctx_t {
+    stall_engine_t *e;
+    int failed;
+} tap_ctx_t;
+
+static int drain_tap(void *ctx, const stall_reader_proc_t *proc, const stall_record_t *recs,
+                     size_t n) {
+    tap_ctx_t *c = ctx;
+    if (stall_agg_add(c->e->agg, c->e->reader, proc, recs, n) < 0) {
+        c->failed = 1;
+        return 1;
+    }
+    c->e->tap(c->e->tap_ctx, proc, recs, n); /* a tap cannot stop the drain */
+    return 0;
+}
+
 ssize_t stall_engine_drain(stall_engine_t *e) {
     if (!e) return stall__err("stall_engine_drain: engine is NULL");
     pthread_mutex_lock(&e->drain_lock);
-    ssize_t n = stall_agg_drain(e->agg, e->reader);
+    ssize_t n;
+    if (e->tap) {
+        tap_ctx_t c = {e, 0};
+        n = stall_reader_drain(e->reader, drain_tap, &c);
+        if (c.failed) n = -1;
+    } else {
+        n = stall_agg_drain(e->agg, e->reader);
+    }
     pthread_mutex_unlock(&e->drain_lock);
     return n;
 }
+
+int stall_engine_set_tap(stall_engine_t *e, stall_record_fn fn, void *ctx) {
+    if (!e) return stall__err("stall_engine_set_tap: engine is NULL");
+    pthread_mutex_lock(&e->drain_lock);
+    e->tap = fn;
+    e->tap_ctx = ctx;
+    pthread_mutex_unlock(&e->drain_lock);
+    return 0;
+}
+
+stall_reader_t *stall_engine_reader(stall_engine_t *e) { return e ? e->reader : NULL; }
 
 static void *engine_main(void *arg) {
     stall_engine_t *e = arg;
@@ -173,7 +227,7 @@ void stall_engine_free(stall_engine_t *e, int remove) {
     stall_engine_stop(e);
     stall_engine_drain(e); /* what was recorded up to now is counted */
     stall_sampler_free(e->sampler);
-    stall_reader_close(e->reader, remove);
+    stall_reader_close(e->reader, remove && !e->observer); /* an observer never removes */
     stall_agg_free(e->agg);
     pthread_mutex_destroy(&e->drain_lock);
     pthread_mutex_destroy(&e->lock);

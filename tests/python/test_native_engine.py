@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -547,3 +548,83 @@ def test_engine_devices_lists_disks_then_interfaces_with_unknown_rates_first(tmp
     assert all(d["name"] != "lo" for d in out["first"])
     assert all(d["read_bytes_per_s"] is None for d in out["first"])  # unknown, not 0
     assert all(d["read_bytes_per_s"] is not None and d["read_bytes_per_s"] >= 0 for d in out["second"])
+
+
+# ------------------------------------------------------ observer engines
+
+
+def test_observer_engine_beside_a_primary_reader(session):
+    p = MyProfiler("observed")
+    name = unique("observed")
+    with _native.Reader(session.dir) as primary:
+        primary.drain()
+        with pytest.raises(ValueError, match="already being read"):
+            _native.Engine(session.dir, no_sampler=True)  # one primary at a time
+        e = _native.Engine(session.dir, no_sampler=True, observer=True)
+        e2 = _native.Engine(session.dir, no_sampler=True, observer=True)  # observers do not exclude each other
+        assert e.observer and not e.closed
+        for _ in range(5):
+            with p.profile_operation(name, Bottleneck.DATA_LOADING):
+                pass
+        assert len([r for r in primary.drain() if r.name == name]) == 5  # the primary takes them first
+        e.drain()  # still in the ring: the observer gets them too
+        assert {o["name"]: o["count"] for o in e.ops()}[name] == 5
+        e.start()  # and on its own thread
+        for _ in range(3):
+            with p.profile_operation(name, Bottleneck.DATA_LOADING):
+                pass
+        deadline = time.monotonic() + 10
+        while {o["name"]: o["count"] for o in e.ops()}[name] < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert {o["name"]: o["count"] for o in e.ops()}[name] == 8
+        assert len([r for r in primary.drain() if r.name == name]) == 3
+        e.close(remove=True)  # ignored by an observer
+        e2.close(remove=True)
+        assert os.path.isdir(session.dir) and e.closed
+
+
+def test_stall_run_child_profiles_with_an_observer_engine(session, tmp_path):
+    """Under `stall run` (STALL_RUN=1, the CLI reading the session as its
+    primary: here this process), a program that uses stall's own API gets an
+    observer engine and its own numbers back, and no exception."""
+    code = textwrap.dedent("""
+        import json, os, stall
+        from stall import _engine
+        p = stall.BottleneckProfiler()
+        sid = p.start_profiling_session("child")
+        for _ in range(25):
+            with p.profile_operation("run_child_op", stall.BottleneckType.DATA_LOADING):
+                pass
+        p.stop_profiling_session(sid)
+        ops = p.get_session_summary(sid)["operations"]
+        e = _engine.engine()
+        pid = os.fork()  # a fork of a process that has an engine still only records
+        if pid == 0:
+            try:
+                _engine.engine()
+                os._exit(1)
+            except RuntimeError:
+                os._exit(0)
+        _, st = os.waitpid(pid, 0)
+        print(json.dumps({"pid": os.getpid(), "count": ops["run_child_op"]["count"],
+                          "type": ops["run_child_op"]["type"], "observer": e.observer,
+                          "fork_raises": os.waitstatus_to_exitcode(st) == 0}))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STALL_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PKG_PARENT, env.get("PYTHONPATH")) if p)
+    env.update(STALL_RUN="1", STALL_SESSION_DIR=session.dir)
+    seen = []
+    with _native.Reader(session.dir) as primary:
+        primary.drain()
+        child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path,  # it saves profiles there
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while child.poll() is None:  # drain as `stall run` does, while the child runs
+            seen += [r for r in primary.drain() if r.name == "run_child_op"]
+            time.sleep(0.005)
+        out, err = child.communicate(timeout=120)
+        seen += [r for r in primary.drain() if r.name == "run_child_op"]
+    assert child.returncode == 0, f"child failed:\n{out}\n{err}"
+    assert "Traceback" not in err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == {"pid": res["pid"], "count": 25, "type": "data_loading", "observer": True, "fork_raises": True}
+    assert len([r for r in seen if r.pid == res["pid"]]) == 25  # the primary lost nothing

@@ -21,6 +21,7 @@ typedef struct EngineObject {
     stall_engine_t *e; /* NULL once closed */
     PyObject *dir;     /* str */
     int busy;          /* calls in progress with the GIL released */
+    int observer;      /* made with observer=True */
 } EngineObject;
 
 /* ------------------------------------------------------ field tables */
@@ -231,11 +232,11 @@ static int session_id_arg(PyObject *o, const char *what, int positive, uint64_t 
 
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"dir", "interval", "max_samples", "no_sampler", "no_gpu", "drain_interval",
-                             "root_pid", NULL};
+                             "root_pid", "observer", NULL};
     PyObject *dir, *interval = NULL, *max_samples = NULL, *drain_interval = NULL, *root_pid = NULL;
-    int no_sampler = 0, no_gpu = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOppOO:Engine", kwlist, &dir, &interval, &max_samples,
-                                     &no_sampler, &no_gpu, &drain_interval, &root_pid))
+    int no_sampler = 0, no_gpu = 0, observer = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOppOOp:Engine", kwlist, &dir, &interval, &max_samples,
+                                     &no_sampler, &no_gpu, &drain_interval, &root_pid, &observer))
         return NULL;
     stall_sampler_options_t so;
     memset(&so, 0, sizeof so);
@@ -266,7 +267,8 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     stall_engine_t *e;
     char err[512] = "";
     Py_BEGIN_ALLOW_THREADS
-    e = stall_engine_new(path, &so, no_sampler, drain_ns);
+    e = observer ? stall_engine_new_observer(path, &so, no_sampler, drain_ns)
+                 : stall_engine_new(path, &so, no_sampler, drain_ns);
     if (!e) snprintf(err, sizeof err, "%s", stall_last_error());
     Py_END_ALLOW_THREADS
     if (!e) {
@@ -281,6 +283,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         return NULL;
     }
     self->e = e;
+    self->observer = observer;
     self->dir = PyUnicode_DecodeFSDefault(path);
     Py_DECREF(bytes);
     if (!self->dir) {
@@ -724,6 +727,7 @@ static PyObject *Engine_memory_bytes(EngineObject *self, PyObject *Py_UNUSED(ign
 
 static PyObject *Engine_get_dir(EngineObject *self, void *Py_UNUSED(c)) { return Py_NewRef(self->dir); }
 static PyObject *Engine_get_closed(EngineObject *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->e == NULL); }
+static PyObject *Engine_get_observer(EngineObject *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->observer); }
 
 static PyObject *Engine_repr(EngineObject *self) {
     return PyUnicode_FromFormat("<stall.Engine dir=%R%s>", self->dir, self->e ? "" : " closed");
@@ -737,7 +741,7 @@ static PyMethodDef engine_methods[] = {
      "drain($self, /)\n--\n\nDrain the session's rings now; return the number of records taken."},
     {"close", (PyCFunction)(void (*)(void))Engine_close, METH_FASTCALL | METH_KEYWORDS,
      "close($self, /, remove=False)\n--\n\nStop, drain one last time and free the engine; remove=True also\n"
-     "deletes the session directory. Closing a closed engine does nothing."},
+     "deletes the session directory (never for an observer). Closing a closed engine does nothing."},
     {"session_begin", (PyCFunction)(void (*)(void))Engine_session_begin, METH_FASTCALL,
      "session_begin($self, id, name, t_ns, /)\n--\n\nOpen session `id` (> 0) named `name` at t_ns (from now_ns())."},
     {"session_end", (PyCFunction)(void (*)(void))Engine_session_end, METH_FASTCALL,
@@ -782,17 +786,21 @@ static PyMethodDef engine_methods[] = {
 static PyGetSetDef engine_getset[] = {
     {"dir", (getter)Engine_get_dir, NULL, "The session directory (str).", NULL},
     {"closed", (getter)Engine_get_closed, NULL, "True once close() was called.", NULL},
+    {"observer", (getter)Engine_get_observer, NULL, "True for an observer engine (observer=True).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(engine_doc,
 "Engine(dir, *, interval=0.1, max_samples=1200, no_sampler=False,\n"
-"       no_gpu=False, drain_interval=0.05, root_pid=0)\n"
+"       no_gpu=False, drain_interval=0.1, root_pid=0, observer=False)\n"
 "--\n\n"
 "The engine of library mode: reads session directory `dir` (draining its\n"
 "rings into per-operation statistics per session) and, unless no_sampler,\n"
 "samples the machine and this process's tree (or root_pid's) every\n"
 "`interval` seconds, keeping max_samples points per level of each series.\n"
+"observer=True reads beside the session's one draining reader (e.g. `stall\n"
+"run`) without taking its place: nothing shared is written, and\n"
+"close(remove=True) leaves the directory.\n"
 "ValueError naming the argument for bad values; OSError when dir cannot be\n"
 "reached. start() runs it on its own thread; close() frees it.");
 
