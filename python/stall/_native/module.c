@@ -989,6 +989,7 @@ static PyMethodDef module_methods[] = {
     {"set_process_label", mod_set_process_label, METH_O, set_process_label_doc},
     {"register_kind", (PyCFunction)(void (*)(void))nat_register_kind, METH_FASTCALL, nat_register_kind_doc},
     {"metric_names", nat_metric_names, METH_NOARGS, nat_metric_names_doc},
+    {"render_report_html", nat_render_report_html, METH_O, nat_render_report_html_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -153,6 +153,8 @@ NAT_HIDDEN PyObject *nat_register_kind(PyObject *module, PyObject *const *args, 
 NAT_HIDDEN PyObject *nat_metric_names(PyObject *module, PyObject *unused);
 NAT_HIDDEN extern const char nat_register_kind_doc[];
 NAT_HIDDEN extern const char nat_metric_names_doc[];
+NAT_HIDDEN PyObject *nat_render_report_html(PyObject *module, PyObject *json); /* export.c */
+NAT_HIDDEN extern const char nat_render_report_html_doc[];
 
 /* Raises the error of a session directory Reader()/Engine() could not open
  * (module.c). */

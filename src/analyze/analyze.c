@@ -1,0 +1,674 @@
+/*
+ * analyze.c - the diagnosis of a run: loop breakdown, per-loader figures,
+ * findings and suggestions (see analyze.h for the inputs and span names).
+ *
+ * Detectors are a table of small functions. Each looks at the measured
+ * context and adds at most one finding whose severity is the share of wall
+ * time its cause costs. Advisors (the suggest_* functions) turn a finding
+ * into changes with concrete values, predicting the speedup from a
+ * producer/consumer model of the input pipeline:
+ *   consumer: C = loop time per batch spent outside data waits;
+ *   producer: one worker makes a batch in P (sampler + fetch + collate) and
+ *             is on a CPU a share c of that time;
+ *   n workers on A spare cores deliver a batch every P / min(n, A / c);
+ *   the loop then takes max(C, that) per batch instead of what it took.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze.h"
+#include "internal.h"
+
+#define NS 1e9
+#define MAX_OPS 8192
+
+/* ------------------------------------------------------------ loaders */
+
+static void kv_set(stall_loader_t *l, const char *k, const char *v) {
+    char *end;
+    if (!strcmp(k, "id")) stall__strlcpy(l->id, v, sizeof l->id);
+    else if (!strcmp(k, "pid")) l->pid = (uint32_t)strtoul(v, NULL, 10);
+    else if (!strcmp(k, "batch_size")) l->batch_size = *v ? strtoll(v, NULL, 10) : -1;
+    else if (!strcmp(k, "num_workers")) l->num_workers = atoi(v);
+    else if (!strcmp(k, "pin_memory")) l->pin_memory = atoi(v) != 0;
+    else if (!strcmp(k, "persistent_workers")) l->persistent_workers = atoi(v) != 0;
+    else if (!strcmp(k, "drop_last")) l->drop_last = atoi(v) != 0;
+    else if (!strcmp(k, "prefetch_factor")) l->prefetch_factor = *v ? atoi(v) : -1;
+    else if (!strcmp(k, "dataset_len")) l->dataset_len = *v ? strtoll(v, NULL, 10) : -1;
+    else if (!strcmp(k, "dataset_type")) stall__strlcpy(l->dataset_type, v, sizeof l->dataset_type);
+    else if (!strcmp(k, "dataset_kind")) stall__strlcpy(l->dataset_kind, v, sizeof l->dataset_kind);
+    else if (!strcmp(k, "sampler_type")) stall__strlcpy(l->sampler_type, v, sizeof l->sampler_type);
+    else if (!strcmp(k, "batch_sampler_type"))
+        stall__strlcpy(l->batch_sampler_type, v, sizeof l->batch_sampler_type);
+    else if (!strcmp(k, "collate_fn")) stall__strlcpy(l->collate_fn, v, sizeof l->collate_fn);
+    else if (!strcmp(k, "multiprocessing_context")) stall__strlcpy(l->mp_context, v, sizeof l->mp_context);
+    else if (!strcmp(k, "created_ns")) {
+        unsigned long long t = strtoull(v, &end, 10);
+        l->created_ns = (uint64_t)t;
+    }
+}
+
+static int loader_cmp(const void *a, const void *b) {
+    const stall_loader_t *x = a, *y = b;
+    if (x->created_ns != y->created_ns) return x->created_ns < y->created_ns ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int stall__loaders_read(const char *dir, stall_loader_t *out, int cap) {
+    if (!dir || !out || cap <= 0) return 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < cap) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "loader-", 7) != 0 || len < 10 || strcmp(e->d_name + len - 3, ".kv") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        stall_loader_t *l = &out[n];
+        memset(l, 0, sizeof *l);
+        l->batch_size = -1;
+        l->prefetch_factor = -1;
+        l->dataset_len = -1;
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            char *eq = strchr(line, '=');
+            if (!eq) continue;
+            *eq = 0;
+            kv_set(l, line, eq + 1);
+        }
+        fclose(f);
+        if (l->id[0]) n++;
+    }
+    closedir(d);
+    qsort(out, (size_t)n, sizeof *out, loader_cmp);
+    return n;
+}
+
+/* ------------------------------------------------------------ findings */
+
+static void kv_num(stall_kv_t *kv, int *n, int cap, const char *key, double v, int decimals) {
+    if (*n >= cap) return;
+    stall_kv_t *p = &kv[(*n)++];
+    stall__strlcpy(p->key, key, sizeof p->key);
+    if (isfinite(v)) snprintf(p->val, sizeof p->val, "%.*f", decimals, v);
+    else snprintf(p->val, sizeof p->val, "null");
+    p->is_str = 0;
+}
+
+static void kv_str(stall_kv_t *kv, int *n, int cap, const char *key, const char *v) {
+    if (*n >= cap) return;
+    stall_kv_t *p = &kv[(*n)++];
+    stall__strlcpy(p->key, key, sizeof p->key);
+    stall__strlcpy(p->val, v, sizeof p->val);
+    p->is_str = 1;
+}
+
+#define EV(f, key, v, dec) kv_num((f)->evidence, &(f)->nevidence, STALL_MAX_EVIDENCE, key, v, dec)
+#define PARAM(s, key, v, dec) kv_num((s)->params, &(s)->nparams, STALL_MAX_PARAMS, key, v, dec)
+#define PARAM_STR(s, key, v) kv_str((s)->params, &(s)->nparams, STALL_MAX_PARAMS, key, v)
+
+static stall_suggestion_t *suggest(stall_finding_t *f, double speedup, const char *action,
+                                   const char *why_fmt, ...) __attribute__((format(printf, 4, 5)));
+static stall_suggestion_t *suggest(stall_finding_t *f, double speedup, const char *action,
+                                   const char *why_fmt, ...) {
+    if (f->nsugg >= STALL_MAX_SUGGESTIONS) return NULL;
+    stall_suggestion_t *s = &f->sugg[f->nsugg++];
+    memset(s, 0, sizeof *s);
+    stall__strlcpy(s->action, action, sizeof s->action);
+    /* a predicted speedup below 2% is not a promise worth making */
+    s->expected_speedup = isfinite(speedup) && speedup >= 1.02 ? round(speedup * 100) / 100 : NAN;
+    va_list ap;
+    va_start(ap, why_fmt);
+    vsnprintf(s->why, sizeof s->why, why_fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static void summary(stall_finding_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void summary(stall_finding_t *f, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->summary, sizeof f->summary, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------ context */
+
+typedef struct ctx_t {
+    const stall_analysis_in_t *in;
+    stall_analysis_t *a;
+    stall_op_stats_t *ops;
+    size_t nops;
+    const stall_loader_t *worst; /* the loader the loop waited on most */
+    double A;                    /* cores left for data loading beside the main process */
+} ctx_t;
+
+static const stall_op_stats_t *op_named(const ctx_t *c, const char *name) {
+    for (size_t i = 0; i < c->nops; i++)
+        if (!strcmp(c->ops[i].name, name)) return &c->ops[i];
+    return NULL;
+}
+
+/* Mean of a sampled metric over [t0, t1] (raw or folded points), NaN if unknown. */
+static double series_stat(stall_sampler_t *s, int metric, uint64_t t0, uint64_t t1, int want_max) {
+    if (!s) return NAN;
+    enum { CAP = 4096 };
+    stall_point_t *p = malloc(CAP * sizeof *p);
+    if (!p) return NAN;
+    ssize_t n = stall_sampler_series(s, metric, p, CAP);
+    double sum = 0, w = 0, mx = NAN;
+    for (ssize_t i = 0; i < n && i < CAP; i++) {
+        if (p[i].n == 0 || !isfinite(p[i].avg)) continue;
+        uint64_t end = p[i].t_ns + p[i].span_ns;
+        if (end < t0 || p[i].t_ns > t1) continue;
+        sum += p[i].avg * p[i].n;
+        w += p[i].n;
+        if (!(mx >= p[i].max)) mx = p[i].max;
+    }
+    free(p);
+    if (want_max) return mx;
+    return w > 0 ? sum / w : NAN;
+}
+
+/* The model: seconds per batch with n workers for loader l. */
+static double model_batch_s(const ctx_t *c, const stall_loader_t *l, double n) {
+    const stall_analysis_t *a = c->a;
+    double C = a->batches ? (double)a->step_ns / NS / (double)a->batches : 0;
+    double fetches = l->fetches ? (double)l->fetches : 1;
+    double P = ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches;
+    double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : 1.0;
+    if (cpu < 0.02) cpu = 0.02;
+    if (n <= 0) return C + P; /* in the loop's own thread: no overlap */
+    double par = fmin(n, c->A / cpu);
+    if (par < 0.1) par = 0.1;
+    return fmax(C, P / par);
+}
+
+/* the steady state: worker start-ups are a separate cost */
+static double measured_batch_s(const stall_analysis_t *a) {
+    uint64_t steady = a->loop_ns > a->warmup_ns ? a->loop_ns - a->warmup_ns : a->loop_ns;
+    return a->batches ? (double)steady / NS / (double)a->batches : NAN;
+}
+
+/* The smallest worker count reaching the consumer's rate (or the best the
+ * cores allow); *speedup gets the model's prediction against the measured. */
+static int best_workers(const ctx_t *c, const stall_loader_t *l, double *speedup) {
+    double now = measured_batch_s(c->a);
+    int best = l->num_workers > 0 ? l->num_workers : 1;
+    double best_t = model_batch_s(c, l, best);
+    for (int n = best + 1; n <= 64; n++) {
+        double t = model_batch_s(c, l, n);
+        if (t < best_t * 0.97) { /* each worker costs memory and start-up: only for a real gain */
+            best = n;
+            best_t = t;
+        }
+    }
+    *speedup = isfinite(now) && best_t > 0 ? now / best_t : NAN;
+    return best;
+}
+
+/* ------------------------------------------------------------ detectors */
+
+static double per_batch_ms(uint64_t ns, uint64_t count) {
+    return count ? (double)ns / 1e6 / (double)count : NAN;
+}
+
+static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loader_t *l) {
+    const stall_analysis_t *a = c->a;
+    EV(f, "data_wait_frac", a->data_wait_frac, 3);
+    EV(f, "wait_ms_per_batch", per_batch_ms(l->wait_ns, l->batches), 2);
+    EV(f, "step_ms_per_batch", per_batch_ms(a->step_ns, a->batches), 2);
+    EV(f, "fetch_ms_per_batch", per_batch_ms(l->fetch_ns - l->collate_ns, l->fetches), 2);
+    EV(f, "collate_ms_per_batch", per_batch_ms(l->collate_ns, l->fetches), 2);
+    EV(f, "sampler_ms_per_batch", per_batch_ms(l->sampler_ns, l->fetches), 3);
+    EV(f, "fetch_cpu_frac", l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN, 2);
+    EV(f, "num_workers", l->num_workers, 0);
+    EV(f, "usable_cores", a->usable_cores, 2);
+    EV(f, "workers_cpu_cores", a->workers_cpu_cores, 2);
+    EV(f, "main_cpu_cores", a->main_cpu_cores, 2);
+}
+
+static void suggest_workers(const ctx_t *c, stall_finding_t *f, const stall_loader_t *l) {
+    double sp;
+    int n = best_workers(c, l, &sp);
+    if (n == l->num_workers) return;
+    stall_suggestion_t *s = suggest(f, sp, "Set num_workers on the DataLoader",
+                                    "%d worker(s) make batches as fast as the step takes them on %.1f spare "
+                                    "core(s); now %d",
+                                    n, c->A, l->num_workers);
+    if (s) PARAM(s, "num_workers", n, 0);
+}
+
+/* input-bound: why? One finding, the most specific cause that measurements support. */
+static int detect_input(ctx_t *c, stall_finding_t *f) {
+    stall_analysis_t *a = c->a;
+    const stall_loader_t *l = c->worst;
+    if (!l || !a->loop_ns || a->data_wait_frac < c->in->th.bottleneck) return 0;
+    double P_fetch = (double)(l->fetch_ns - l->collate_ns), P_col = (double)l->collate_ns;
+    double P_smp = (double)l->sampler_ns, P_all = P_fetch + P_col + P_smp;
+    double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN;
+    double spare = isfinite(a->usable_cores) ? a->usable_cores - (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 1.0) -
+                                                   (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0.0)
+                                             : NAN;
+    f->severity = (double)a->wait_ns / (double)a->duration_ns;
+    input_evidence(c, f, l);
+    double wait_pct = a->data_wait_frac * 100;
+    if (!l->fetches) { /* no fetch spans (level basic, or a loader stall does not know): no finer cause */
+        stall__strlcpy(f->type, "DATA_LOADING", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time (%.1f ms per batch); run with --level detailed "
+                   "to see which stage is slow.", wait_pct, per_batch_ms(l->wait_ns, l->batches));
+        if (l->num_workers == 0) {
+            stall_suggestion_t *s = suggest(f, NAN, "Load batches in background workers (num_workers)",
+                                            "the loop makes every batch itself");
+            if (s) PARAM(s, "num_workers", isfinite(a->usable_cores) ? fmax(1, a->usable_cores - 1) : 1, 0);
+        }
+    } else if (l->num_workers > 0 && model_batch_s(c, l, l->num_workers) <= 1.05 * per_batch_ms(a->step_ns, a->batches) / 1e3) {
+        /* the workers already make batches faster than the step takes them,
+         * yet the loop waits: the cost is in handing each batch over
+         * (queues, unpickling, shared-memory tensors), paid once per batch */
+        double C = per_batch_ms(a->step_ns, a->batches), h = per_batch_ms(l->wait_ns, l->batches);
+        stall__strlcpy(f->type, "BATCH_SIZE_INEFFICIENCY", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time although %d worker(s) make batches faster than "
+                   "the step uses them: receiving each batch costs %.2f ms, a fixed cost per batch.",
+                wait_pct, l->num_workers, h);
+        if (l->batch_size > 0) {
+            /* twice the samples per batch: the step's work per sample stays, the hand-over is paid half as often */
+            stall_suggestion_t *s = suggest(f, (C + h) / (C + h / 2), "Use larger batches (fewer hand-overs per sample)",
+                                            "each batch costs %.2f ms to receive against %.2f ms of step", h, C);
+            if (s) PARAM(s, "batch_size", 2.0 * (double)l->batch_size, 0);
+        }
+    } else if (P_all > 0 && P_smp / P_all >= 0.5) {
+        stall__strlcpy(f->type, "SAMPLER_OVERHEAD", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time and the sampler takes %.0f%% of making a batch "
+                   "(%s).", wait_pct, 100 * P_smp / P_all, l->sampler_type[0] ? l->sampler_type : "sampler");
+        suggest(f, NAN, "Make the sampler cheaper: precompute the index order once per epoch (a tensor "
+                        "permutation) instead of per-index Python work", "sampling costs %.2f ms per batch",
+                per_batch_ms(l->sampler_ns, l->fetches));
+        suggest_workers(c, f, l);
+    } else if (P_all > 0 && P_col / P_all >= 0.5) {
+        stall__strlcpy(f->type, "COLLATE_FUNCTION_SLOW", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time and collate_fn (%s) takes %.0f%% of making a "
+                   "batch.", wait_pct, l->collate_fn[0] ? l->collate_fn : "collate", 100 * P_col / P_all);
+        suggest(f, NAN, "Speed up collate_fn: stack tensors with torch.stack / preallocated buffers instead "
+                        "of per-sample Python conversion", "collate costs %.2f ms per batch",
+                per_batch_ms(l->collate_ns, l->fetches));
+        suggest_workers(c, f, l);
+    } else if (isfinite(cpu) && cpu < 0.5) {
+        stall__strlcpy(f->type, "SLOW_DISK_IO", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time; fetching a batch takes %.1f ms but only %.0f%% "
+                   "of it on a CPU: the dataset waits on storage or network.",
+                wait_pct, per_batch_ms(l->fetch_ns, l->fetches), 100 * cpu);
+        suggest_workers(c, f, l);
+        suggest(f, NAN, "Cache the dataset in memory or on local fast storage (the reads, not the CPU, "
+                        "are the limit)", "%.0f%% of fetch time is spent off-CPU", 100 * (1 - cpu));
+    } else if (!isfinite(spare) || spare >= 0.5) {
+        stall__strlcpy(f->type, "INSUFFICIENT_WORKERS", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time: %d DataLoader worker(s) cannot keep up "
+                   "(%.1f ms of CPU work per batch) while %.1f core(s) stay idle.",
+                wait_pct, l->num_workers, per_batch_ms(l->fetch_ns, l->fetches), isfinite(spare) ? spare : 0.0);
+        suggest_workers(c, f, l);
+    } else {
+        stall__strlcpy(f->type, "PREPROCESSING_BOTTLENECK", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time and data loading already uses the usable "
+                   "cores (%.1f of %.1f): per-sample preprocessing is the limit.",
+                wait_pct, (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0) +
+                              (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0), a->usable_cores);
+        suggest(f, NAN, "Make per-sample work cheaper: vectorise transforms, decode at lower resolution, "
+                        "or move augmentation to the GPU", "fetch is %.0f%% on-CPU with no core to spare",
+                100 * (isfinite(cpu) ? cpu : 1));
+        suggest(f, NAN, "Cache preprocessed samples (e.g. a tensor file per epoch-invariant step)",
+                "%.1f ms of CPU per batch is repeated every epoch", per_batch_ms(l->fetch_cpu_ns, l->fetches));
+    }
+    if (l->num_workers > 0 && !l->persistent_workers && l->starts > 1) {
+        /* every start-up after the first one is saved */
+        double cost = (double)(l->start_ns + l->warmup_ns) * (double)(l->starts - 1) / (double)l->starts;
+        double save = cost / (double)a->loop_ns;
+        stall_suggestion_t *s = suggest(f, 1.0 / (1.0 - fmin(save, 0.9)),
+                                        "Keep workers between epochs (persistent_workers=True)",
+                                        "workers were started %llu times; start-up and first batch cost "
+                                        "%.2f s in all", (unsigned long long)l->starts,
+                                        (double)(l->start_ns + l->warmup_ns) / NS);
+        if (s) {
+            PARAM_STR(s, "persistent_workers", "true");
+            s->params[s->nparams - 1].is_str = 0;
+        }
+    }
+    return 1;
+}
+
+/* host-to-device copies from pageable memory taking a share of the loop */
+static int detect_transfer(ctx_t *c, stall_finding_t *f) {
+    stall_analysis_t *a = c->a;
+    if (!a->loop_ns || !a->h2d_ns) return 0;
+    double share = (double)a->h2d_ns / (double)a->loop_ns;
+    if (share < c->in->th.bottleneck) return 0;
+    stall__strlcpy(f->type, "GPU_TRANSFER_OVERHEAD", sizeof f->type);
+    f->severity = (double)a->h2d_ns / (double)a->duration_ns;
+    summary(f, "Copies to the GPU take %.0f%% of the training loop (%.0f%% of them from pageable memory).",
+            100 * share, 100 * (double)a->h2d_pageable_ns / (double)a->h2d_ns);
+    EV(f, "h2d_frac", share, 3);
+    EV(f, "h2d_pageable_frac", (double)a->h2d_pageable_ns / (double)a->h2d_ns, 3);
+    const stall_loader_t *l = c->worst;
+    if (a->h2d_pageable_ns > a->h2d_ns / 2) {
+        /* pinned copies run about twice as fast as pageable ones, and
+         * non_blocking lets them overlap the step: model half the time saved */
+        double saved = 0.5 * (double)a->h2d_pageable_ns / (double)a->loop_ns;
+        stall_suggestion_t *s = suggest(f, 1.0 / (1.0 - saved),
+                                        "Pin host memory and copy asynchronously: DataLoader(pin_memory=True) "
+                                        "and .to(device, non_blocking=True)",
+                                        "%.0f%% of copy time is from pageable memory",
+                                        100 * (double)a->h2d_pageable_ns / (double)a->h2d_ns);
+        if (s) {
+            PARAM_STR(s, "pin_memory", "true");
+            s->params[s->nparams - 1].is_str = 0;
+            PARAM_STR(s, "non_blocking", "true");
+            s->params[s->nparams - 1].is_str = 0;
+        }
+    }
+    (void)l;
+    return 1;
+}
+
+static int detect_memory(ctx_t *c, stall_finding_t *f) {
+    stall_analysis_t *a = c->a;
+    int full = isfinite(a->mem_used_frac_max) && a->mem_used_frac_max >= c->in->th.memory;
+    int psi = isfinite(a->psi_mem_some_max) && a->psi_mem_some_max >= 10.0;
+    if (!full && !psi) return 0;
+    stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
+    /* time lost to reclaim: the pressure share itself, at least a nominal 5% when only the fill level shows */
+    f->severity = fmax(isfinite(a->psi_mem_some_max) ? a->psi_mem_some_max / 100 : 0, 0.05);
+    summary(f, "Memory is short: up to %.0f%% of what the run may use was used%s.",
+            100 * (isfinite(a->mem_used_frac_max) ? a->mem_used_frac_max : 0),
+            psi ? ", and tasks stalled waiting for memory" : "");
+    EV(f, "mem_used_frac_max", a->mem_used_frac_max, 3);
+    EV(f, "psi_mem_some_max_pct", a->psi_mem_some_max, 1);
+    const stall_loader_t *l = c->worst;
+    if (l && l->num_workers > 1) {
+        stall_suggestion_t *s = suggest(f, NAN, "Lower DataLoader memory: fewer workers or a smaller "
+                                                "prefetch_factor (each worker holds prefetch_factor batches)",
+                                        "%d workers each hold their own copy of Python objects they touch",
+                                        l->num_workers);
+        if (s) PARAM(s, "prefetch_factor", 1, 0);
+    }
+    suggest(f, NAN, "Keep dataset metadata in numpy arrays or tensors instead of Python lists/dicts "
+                    "(workers' copy-on-read of Python objects grows their memory)",
+            "memory used peaked at %.0f%%", 100 * (isfinite(a->mem_used_frac_max) ? a->mem_used_frac_max : 0));
+    return 1;
+}
+
+/* not input-bound: the loop computes. Which resource? */
+static int detect_compute(ctx_t *c, stall_finding_t *f) {
+    stall_analysis_t *a = c->a;
+    double compute_ns = a->loop_ns ? (double)a->step_ns : (double)a->duration_ns;
+    f->severity = compute_ns / (double)a->duration_ns;
+    if (a->loop_ns) {
+        EV(f, "compute_frac", a->compute_frac, 3);
+        EV(f, "data_wait_frac", a->data_wait_frac, 3);
+    }
+    EV(f, "main_cpu_cores", a->main_cpu_cores, 2);
+    EV(f, "usable_cores", a->usable_cores, 2);
+    if (a->has_gpu && isfinite(a->gpu_util_mean)) {
+        EV(f, "gpu_util_mean_pct", a->gpu_util_mean, 1);
+        if (a->gpu_util_mean >= 100 * c->in->th.gpu) {
+            stall__strlcpy(f->type, "GPU_BOUND", sizeof f->type);
+            summary(f, "The GPU is busy %.0f%% of the time and the loop waits for data only %.0f%%: "
+                       "training is limited by GPU compute.",
+                    a->gpu_util_mean, 100 * a->data_wait_frac);
+            suggest(f, NAN, "Use mixed precision (torch.autocast with bfloat16/float16)",
+                    "the GPU is the limit; lower-precision math raises its throughput");
+            suggest(f, NAN, "Use torch.compile or fused optimizers to cut kernel launches",
+                    "fewer, larger kernels keep the GPU's work denser");
+        } else {
+            stall__strlcpy(f->type, "GPU_UNDERUTILIZED", sizeof f->type);
+            summary(f, "The loop is not waiting for data (%.0f%%), yet the GPU is busy only %.0f%% of the time: "
+                       "CPU-side work between kernels limits the step.",
+                    100 * a->data_wait_frac, a->gpu_util_mean);
+            suggest(f, NAN, "Raise the batch size so each kernel does more work",
+                    "GPU busy %.0f%%", a->gpu_util_mean);
+            suggest(f, NAN, "Remove host synchronisations in the step (.item(), .cpu(), printing tensors)",
+                    "each one stalls the GPU queue");
+        }
+        return 1;
+    }
+    stall__strlcpy(f->type, "CPU_BOUND", sizeof f->type);
+    int input_bound = a->loop_ns && a->data_wait_frac >= c->in->th.bottleneck;
+    if (input_bound)
+        summary(f, "The training step computes on the CPU %.0f%% of the loop: once data arrives in time, "
+                   "the model's own compute sets the speed.", 100 * a->compute_frac);
+    else if (a->loop_ns)
+        summary(f, "The training step computes on the CPU %.0f%% of the loop and waits for data only %.0f%%: "
+                   "the model's own compute is the limit.",
+                100 * a->compute_frac, 100 * a->data_wait_frac);
+    else
+        summary(f, "No DataLoader loop was seen; the program spent its time computing on the CPU "
+                   "(%.1f core(s) on average).", isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0.0);
+    if (!a->loop_ns) {
+        suggest(f, NAN, "Profile where the CPU time goes (perf top, py-spy) and optimise the hottest functions",
+                "no training loop was seen, so stall cannot split the time further");
+        return 1;
+    }
+    if (!input_bound && isfinite(a->usable_cores) && isfinite(a->main_cpu_cores) &&
+        a->main_cpu_cores < 0.7 * a->usable_cores && a->usable_cores >= 2) {
+        suggest(f, NAN, "Let PyTorch use more threads: torch.set_num_threads(...)",
+                "the main process uses %.1f of %.1f usable cores", a->main_cpu_cores, a->usable_cores);
+    }
+    suggest(f, NAN, "Profile the step (torch.profiler) to find its most expensive operators, or train on a GPU",
+            "the step's computation, not the input pipeline, sets the speed");
+    return 1;
+}
+
+typedef int (*detector_fn)(ctx_t *c, stall_finding_t *f);
+
+static const struct {
+    const char *name;
+    detector_fn fn;
+} detectors[] = {
+    {"input", detect_input},
+    {"transfer", detect_transfer},
+    {"memory", detect_memory},
+    {"compute", detect_compute},
+};
+
+static const struct {
+    const char *type, *title;
+} titles[] = {
+    {"DATA_LOADING", "Waiting for data"},
+    {"INSUFFICIENT_WORKERS", "Too few DataLoader workers"},
+    {"PREPROCESSING_BOTTLENECK", "Preprocessing saturates the CPUs"},
+    {"SLOW_DISK_IO", "Slow storage reads"},
+    {"COLLATE_FUNCTION_SLOW", "Slow collate function"},
+    {"SAMPLER_OVERHEAD", "Slow sampler"},
+    {"BATCH_SIZE_INEFFICIENCY", "Batches too small for their overhead"},
+    {"GPU_TRANSFER_OVERHEAD", "Slow host-to-GPU copies"},
+    {"MEMORY_PRESSURE", "Memory pressure"},
+    {"CPU_BOUND", "Compute-bound on the CPU"},
+    {"GPU_BOUND", "Compute-bound on the GPU"},
+    {"GPU_UNDERUTILIZED", "GPU underused"},
+    {"IO_BOUND", "I/O-bound"},
+    {"MEMORY_BOUND", "Memory-bound"},
+};
+
+const char *stall__finding_title(const char *type) {
+    for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++)
+        if (!strcmp(titles[i].type, type)) return titles[i].title;
+    return type;
+}
+
+static int finding_cmp(const void *x, const void *y) {
+    const stall_finding_t *a = x, *b = y;
+    return (a->severity < b->severity) - (a->severity > b->severity);
+}
+
+/* ------------------------------------------------------------ analysis */
+
+static void measure_loaders(ctx_t *c) {
+    stall_analysis_t *a = c->a;
+    char buf[128];
+    for (int i = 0; i < a->nloaders; i++) {
+        stall_loader_t *l = &a->loaders[i];
+        const stall_op_stats_t *o;
+#define OP(suffix) (snprintf(buf, sizeof buf, "dl%s." suffix, l->id), op_named(c, buf))
+        if ((o = OP("wait"))) {
+            l->waits = o->count;
+            l->wait_ns = o->total_ns;
+            /* a wait span's arg is 1 when it delivered a batch, 0 at StopIteration */
+            l->batches = o->arg_sum <= o->count ? o->arg_sum : o->count;
+        }
+        if ((o = OP("fetch"))) {
+            l->fetches = o->count;
+            l->fetch_ns = o->total_ns;
+            l->fetch_cpu_ns = o->cpu_ns;
+            l->fetch_cpu_count = o->cpu_count;
+        }
+        if ((o = OP("collate"))) l->collate_ns = o->total_ns;
+        if ((o = OP("sampler"))) {
+            l->sampler_ns = o->total_ns;
+            l->sampler_count = o->count;
+        }
+        if ((o = OP("pin"))) {
+            l->pin_ns = o->total_ns;
+            l->pin_count = o->count;
+        }
+        if ((o = OP("start"))) {
+            l->starts = o->count;
+            l->start_ns = o->total_ns;
+        }
+        if ((o = OP("warmup"))) {
+            l->warmups = o->count;
+            l->warmup_ns = o->total_ns;
+            l->batches += o->arg_sum <= o->count ? o->arg_sum : o->count;
+        }
+#undef OP
+        if (l->fetch_cpu_ns > l->fetch_ns) l->fetch_cpu_ns = l->fetch_ns; /* clock granularity */
+        a->fetch_ns += l->fetch_ns - (l->collate_ns < l->fetch_ns ? l->collate_ns : l->fetch_ns);
+        a->collate_ns += l->collate_ns;
+        a->sampler_ns += l->sampler_ns;
+        a->pin_ns += l->pin_ns;
+        a->warmup_ns += l->warmup_ns;
+        if (!c->worst || l->wait_ns > c->worst->wait_ns) c->worst = l;
+    }
+}
+
+int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
+    if (!in_ || !a || !in_->agg) return stall__err("stall__analyze: the aggregator is required");
+    stall_analysis_in_t in = *in_;
+    if (in.th.bottleneck <= 0) in.th.bottleneck = 0.05;
+    if (in.th.memory <= 0) in.th.memory = 0.9;
+    if (in.th.gpu <= 0) in.th.gpu = 0.8;
+    memset(a, 0, sizeof *a);
+    ctx_t c = {&in, a, NULL, 0, NULL, 1.0};
+    c.ops = malloc(MAX_OPS * sizeof *c.ops);
+    if (!c.ops) return stall__err("stall__analyze: out of memory");
+    ssize_t n = stall_agg_ops(in.agg, 0, c.ops, MAX_OPS);
+    c.nops = n < 0 ? 0 : (size_t)(n > MAX_OPS ? MAX_OPS : n);
+    a->duration_ns = in.end_ns > in.start_ns ? in.end_ns - in.start_ns : 1;
+    a->nloaders = stall__loaders_read(in.session_dir, a->loaders, STALL_MAX_LOADERS);
+    measure_loaders(&c);
+
+    /* the loop: from the first batch request to the last step's end */
+    uint64_t first = UINT64_MAX, last = 0, waits = 0;
+    uint32_t iterating = 1;
+    for (size_t i = 0; i < c.nops; i++) {
+        const stall_op_stats_t *o = &c.ops[i];
+        size_t nl = strlen(o->name);
+        int is_warm = o->kind == STALL_KIND_DATA_LOADING && !strncmp(o->name, "dl", 2) && nl > 7 &&
+                      !strcmp(o->name + nl - 7, ".warmup");
+        int is_wait = (o->kind == STALL_KIND_DATA_WAIT && !strncmp(o->name, "dl", 2)) || is_warm;
+        int is_step = o->kind == STALL_KIND_STEP && !strcmp(o->name, "train.step");
+        if (!is_wait && !is_step) continue;
+        if (is_wait && o->first_ns < first) first = o->first_ns;
+        if (o->last_ns > last) last = o->last_ns;
+        if (is_wait && !is_warm) {
+            waits += o->count;
+            if (o->processes > iterating) iterating = o->processes;
+        }
+    }
+    uint64_t kt[STALL_KIND_COUNT_] = {0};
+    stall_agg_kind_time(in.agg, 0, kt);
+    for (int i = 0; i < a->nloaders; i++) a->batches += a->loaders[i].batches;
+    if (!a->batches) a->batches = waits;
+    if (first != UINT64_MAX && last > first) {
+        a->loop_ns = last - first;
+        a->wait_ns = kt[STALL_KIND_DATA_WAIT] / iterating;
+        if (a->wait_ns > a->loop_ns) a->wait_ns = a->loop_ns;
+        uint64_t warm = a->warmup_ns / iterating;
+        if (warm > a->loop_ns - a->wait_ns) warm = a->loop_ns - a->wait_ns;
+        a->step_ns = a->loop_ns - a->wait_ns - warm;
+        a->data_wait_frac = (double)a->wait_ns / (double)a->loop_ns;
+        a->compute_frac = (double)a->step_ns / (double)a->loop_ns;
+    }
+    const stall_op_stats_t *o;
+    if ((o = op_named(&c, "h2d.pageable"))) a->h2d_pageable_ns = o->total_ns;
+    a->h2d_ns = a->h2d_pageable_ns + ((o = op_named(&c, "h2d.pinned")) ? o->total_ns : 0);
+    if ((o = op_named(&c, "train.backward"))) a->backward_ns = o->total_ns;
+    if ((o = op_named(&c, "train.optimizer"))) a->optimizer_ns = o->total_ns;
+
+    /* what the sampler saw over the loop (or the whole run without one) */
+    uint64_t t0 = a->loop_ns ? first : in.start_ns, t1 = a->loop_ns ? last : in.end_ns;
+    a->usable_cores = NAN;
+    a->gpu_util_mean = NAN;
+    a->mem_used_frac_max = NAN;
+    stall_sys_t y;
+    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU))
+        a->usable_cores = y.usable_cores > 0 ? y.usable_cores : y.ncpus;
+    a->main_cpu_cores = series_stat(in.sampler, STALL_M_MAIN_CPU, t0, t1, 0);
+    a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, 0);
+    a->psi_mem_some_max = series_stat(in.sampler, STALL_M_PSI_MEM_SOME, in.start_ns, in.end_ns, 1);
+    a->psi_io_some_max = series_stat(in.sampler, STALL_M_PSI_IO_SOME, in.start_ns, in.end_ns, 1);
+    double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, 0);
+    double used_max = series_stat(in.sampler, STALL_M_MEM_USED, in.start_ns, in.end_ns, 1);
+    if (isfinite(avail_min) && isfinite(used_max) && used_max + avail_min > 0)
+        a->mem_used_frac_max = used_max / (used_max + avail_min);
+    if (in.sampler && stall_sampler_gpus(in.sampler, NULL, 0) > 0) {
+        a->has_gpu = 1;
+        a->gpu_util_mean = series_stat(in.sampler, STALL_M_GPU_UTIL, t0, t1, 0);
+    }
+    /* cores left for data loading: all usable ones minus what the step needs */
+    if (isfinite(a->usable_cores)) {
+        double main_need = 1.0;
+        if (isfinite(a->main_cpu_cores) && c.worst && c.worst->num_workers > 0)
+            main_need = fmax(0.5, a->main_cpu_cores);
+        c.A = fmax(0.5, a->usable_cores - main_need);
+    }
+
+    for (size_t i = 0; i < sizeof detectors / sizeof detectors[0] && a->nfindings < STALL_MAX_FINDINGS; i++) {
+        stall_finding_t *f = &a->findings[a->nfindings];
+        memset(f, 0, sizeof *f);
+        if (detectors[i].fn(&c, f) > 0) {
+            if (f->severity < 0) f->severity = 0;
+            if (f->severity > 1) f->severity = 1;
+            a->nfindings++;
+        }
+    }
+    qsort(a->findings, (size_t)a->nfindings, sizeof a->findings[0], finding_cmp);
+    /* The compute finding says which resource the step uses, not a cost to
+     * remove: it leads when the loop is not input-bound, else it comes after
+     * the causes whose fix the suggestions predict. */
+    int input_bound = a->loop_ns && a->data_wait_frac >= in.th.bottleneck;
+    for (int i = 0; i < a->nfindings; i++) {
+        const char *t = a->findings[i].type;
+        if (strcmp(t, "CPU_BOUND") && strcmp(t, "GPU_BOUND") && strcmp(t, "GPU_UNDERUTILIZED")) continue;
+        stall_finding_t f = a->findings[i];
+        if (input_bound) {
+            memmove(&a->findings[i], &a->findings[i + 1], (size_t)(a->nfindings - i - 1) * sizeof f);
+            a->findings[a->nfindings - 1] = f;
+        } else {
+            memmove(&a->findings[1], &a->findings[0], (size_t)i * sizeof f);
+            a->findings[0] = f;
+        }
+        break;
+    }
+    free(c.ops);
+    return 0;
+}
