@@ -1,6 +1,7 @@
 /*
  * main.c - the `stall` command line. The only code of stall that may print
  * to the terminal and exit(). Commands:
+ *   stall run [...] -- CMD      profile CMD and diagnose it (run.c)
  *   stall version               print the version
  *   stall dump [--summary] DIR  drain a session directory: every record as one
  *                               JSON line, or a per-operation summary table
@@ -17,12 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "run.h"
 #include "stall.h"
 
 static const char *usage_text =
     "usage: stall <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run [--out DIR] [--level L] [--interval S] [--quiet] -- CMD [ARGS...]\n"
+    "                             run CMD, profile its process tree and its PyTorch\n"
+    "                             training loop, and say what slows it down (reports\n"
+    "                             in DIR, default stall-out; `stall run --help`)\n"
     "  version                    print stall's version\n"
     "  dump [--summary] [--keep] DIR\n"
     "                             read every span recorded in session directory DIR\n"
@@ -402,6 +408,7 @@ int main(int argc, char **argv) {
         fputs(usage_text, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "run")) return stall__cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
