@@ -303,9 +303,7 @@ def _kv_values(st, loader):
 
 def _write_kv(st, loader):
     """Writes <session dir>/loader-<pid>-<n>.kv atomically (tmp + rename)."""
-    # session_dir() is None until this process's first record: then the
-    # directory is the inherited one
-    d = _native.session_dir() or os.environ.get("STALL_SESSION_DIR")
+    d = _native.session_dir()  # the inherited STALL_SESSION_DIR
     if not d or not os.path.isdir(d):
         return
     vals = _kv_values(st, loader)

@@ -260,18 +260,23 @@ static thread_slot_t *slot_claim(proc_file_t *p, uint32_t tid) {
     return NULL;
 }
 
+/* Joins the session directory a parent exported (STALL_SESSION_DIR), once;
+ * g_lock held. */
+static void env_check_locked(void) {
+    if (g_env_checked) return;
+    g_env_checked = 1;
+    const char *env = getenv("STALL_SESSION_DIR");
+    struct stat st;
+    if (!g_dir[0] && env && *env && stat(env, &st) == 0 && S_ISDIR(st.st_mode))
+        stall__strlcpy(g_dir, env, sizeof g_dir);
+}
+
 /* Decides where the calling thread records, after g_gen changed. */
 static void __attribute__((noinline)) thr_refresh(thr_t *t) {
     pthread_once(&g_once, init_once);
     pthread_mutex_lock(&g_lock);
     uint32_t gen = atomic_load(&g_gen);
-    if (!g_env_checked) {
-        g_env_checked = 1;
-        const char *env = getenv("STALL_SESSION_DIR");
-        struct stat st;
-        if (!g_dir[0] && env && *env && stat(env, &st) == 0 && S_ISDIR(st.st_mode))
-            stall__strlcpy(g_dir, env, sizeof g_dir);
-    }
+    env_check_locked();
     proc_file_t *p = atomic_load(&g_proc);
     if (!p && g_dir[0]) p = proc_create();
     if (g_cfg_cpu < 0) g_cfg_cpu = env_u32("STALL_THREAD_CPU", 0) ? 1 : 0;
@@ -557,13 +562,7 @@ stall_session_t *stall_session_start(const char *name, const stall_options_t *o)
         return NULL;
     }
     pthread_mutex_lock(&g_lock);
-    if (!g_env_checked) {
-        g_env_checked = 1;
-        const char *env = getenv("STALL_SESSION_DIR");
-        struct stat st;
-        if (!g_dir[0] && env && *env && stat(env, &st) == 0 && S_ISDIR(st.st_mode))
-            stall__strlcpy(g_dir, env, sizeof g_dir);
-    }
+    env_check_locked();
     int created = 0;
     if (!g_dir[0]) {
         if (dir_create(name, o) < 0) {
@@ -600,6 +599,9 @@ int stall_session_stop(stall_session_t *s) {
 
 const char *stall_session_dir(const stall_session_t *s) {
     (void)s; /* every session of a process records into the same directory */
+    pthread_mutex_lock(&g_lock);
+    env_check_locked(); /* an inherited directory counts before the first span */
+    pthread_mutex_unlock(&g_lock);
     return g_dir[0] ? g_dir : NULL;
 }
 

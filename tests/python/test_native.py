@@ -259,6 +259,15 @@ def test_processes_and_label(session):
                       "comm", "label", "records_read"}
 
 
+def test_session_dir_of_a_child_before_its_first_span(session):
+    # a process started with STALL_SESSION_DIR names that directory at once
+    code = "import stall; print(stall.session_dir())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == session.dir
+
+
 def test_session_context_manager_in_process(session):
     name = unique("cm_session")
     with stall.Session(name) as s:
