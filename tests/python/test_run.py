@@ -267,3 +267,56 @@ def test_unwritable_out_dir_is_said_before_the_program_starts(tmp_path):
     assert r.returncode == 2
     assert "cannot write reports into" in r.stderr and str(blocker / "sub") in r.stderr
     assert not marker.exists()
+
+
+def test_status_line_on_a_terminal_only(tmp_path):
+    import pty
+    script = train_script(tmp_path, fetch_ms=1.0, step_ms=20.0, batches=120)
+    for quiet in (False, True):
+        master, slave = pty.openpty()
+        opts = ["--quiet"] if quiet else []
+        p = subprocess.Popen([STALL, "run", *opts, "--out", str(tmp_path / "o"), "--", PY, script],
+                             stdout=subprocess.PIPE, stderr=slave, text=True)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not b:
+                break
+            chunks.append(b)
+        p.wait(timeout=120)
+        os.close(master)
+        err = b"".join(chunks).decode(errors="replace")
+        assert p.returncode == 0, err
+        status = [s for s in err.split("\r") if "batches/s" in s and "data wait" in s]
+        if quiet:
+            assert not status
+        else:
+            assert status, err[-2000:]
+            assert "\x1b[K" in err  # each refresh clears the line it rewrites
+        assert "reports:" in err  # the diagnosis is printed either way
+
+
+def test_the_python_api_inside_stall_run(tmp_path):
+    # a program that profiles itself with the API still runs, with its own results
+    code = textwrap.dedent("""
+        import torch, stall
+        from torch.utils.data import DataLoader, TensorDataset
+        prof = stall.BottleneckProfiler()
+        sid = prof.start_profiling_session("mine")
+        loader = DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=8)
+        for (x,) in loader:
+            with prof.profile_operation("model", stall.BottleneckType.CPU_COMPUTATION):
+                (x @ x.T).sum()
+        s = prof.stop_profiling_session(sid)
+        ops = prof.get_session_summary(sid)
+        print("API OK", sorted(ops["operations"]))
+    """)
+    r, rep, out = stall_run(tmp_path, [PY, "-c", code], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "API OK" in r.stdout and "model" in r.stdout
+    assert rep["loaders"][0]["batches"] == 8
+    assert any(o["name"] == "model" and o["count"] == 8 for o in rep["ops"])
