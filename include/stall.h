@@ -164,10 +164,12 @@ void stall_end_arg(uint64_t arg);
 void stall_end(void);
 
 /* Records a span that already happened on this thread: it began at start_ns
- * (stall_now_ns() taken earlier) and ends now, at the current nesting depth,
- * so spans recorded on this thread since start_ns count as nested in it. For
- * intervals that do not open and close in one place (a training step runs
- * from one batch to the next). A start_ns in the future is clamped to now. */
+ * (stall_now_ns() taken earlier) and ends now, at the current nesting depth.
+ * For intervals that do not open and close in one place (a training step
+ * runs from one batch to the next) and must never disturb the open spans.
+ * Spans recorded at the same depth since start_ns lie inside it in time (a
+ * trace shows them nested) but are its siblings for the aggregator: its self
+ * time is its whole duration. A start_ns in the future is clamped to now. */
 void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg);
 
 /* Returns the number of spans open on the calling thread. */

@@ -404,7 +404,9 @@ void stall_end_arg(uint64_t arg) {
 
 void stall_end(void) { stall_end_arg(0); }
 
-static void instant(int kind, stall_name_t name, uint64_t arg, uint16_t flags) {
+/* Appends a record that ends now (instants and after-the-fact spans) at the
+ * thread's current depth; start_ns 0 means "now" (an instant). */
+static void record_now(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg, uint16_t flags) {
     thr_t *t = thr_get();
     if (!t->slot) {
         if (t->noslot_dropped) atomic_fetch_add_explicit(t->noslot_dropped, 1, memory_order_relaxed);
@@ -413,35 +415,7 @@ static void instant(int kind, stall_name_t name, uint64_t arg, uint16_t flags) {
     stall_record_t *r = ring_reserve(t);
     if (!r) return;
     uint64_t now = stall__clock_ns(CLOCK_MONOTONIC);
-    r->start_ns = now;
-    r->end_ns = now;
-    r->cpu_ns = 0;
-    r->arg = arg;
-    r->pid = t->pid;
-    r->tid = t->tid;
-    r->name = name;
-    r->kind = (uint8_t)kind;
-    r->depth = (uint8_t)(t->depth < 255 ? t->depth : 255);
-    r->flags = (uint16_t)(STALL_REC_INSTANT | flags);
-    ring_publish(t);
-}
-
-void stall_instant(int kind, stall_name_t name, uint64_t arg) { instant(kind, name, arg, 0); }
-
-void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg) {
-    thr_t *t = thr_get();
-    if (!t->slot) {
-        if (t->noslot_dropped) atomic_fetch_add_explicit(t->noslot_dropped, 1, memory_order_relaxed);
-        return;
-    }
-    if (t->depth >= STALL_MAX_DEPTH) {
-        count_drop(t);
-        return;
-    }
-    stall_record_t *r = ring_reserve(t);
-    if (!r) return;
-    uint64_t now = stall__clock_ns(CLOCK_MONOTONIC);
-    r->start_ns = start_ns < now ? start_ns : now;
+    r->start_ns = start_ns && start_ns < now ? start_ns : now;
     r->end_ns = now;
     r->cpu_ns = 0;
     r->arg = arg;
@@ -449,9 +423,24 @@ void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg
     r->tid = t->tid;
     r->name = name;
     r->kind = (uint8_t)(kind & ~STALL_WITH_CPU);
-    r->depth = (uint8_t)t->depth;
-    r->flags = 0;
+    r->depth = (uint8_t)(t->depth < 255 ? t->depth : 255);
+    r->flags = flags;
     ring_publish(t);
+}
+
+static void instant(int kind, stall_name_t name, uint64_t arg, uint16_t flags) {
+    record_now(kind, name, 0, arg, (uint16_t)(STALL_REC_INSTANT | flags));
+}
+
+void stall_instant(int kind, stall_name_t name, uint64_t arg) { instant(kind, name, arg, 0); }
+
+void stall_complete(int kind, stall_name_t name, uint64_t start_ns, uint64_t arg) {
+    thr_t *t = thr_get();
+    if (t->slot && t->depth >= STALL_MAX_DEPTH) { /* too deep to nest correctly: like a begin there */
+        count_drop(t);
+        return;
+    }
+    record_now(kind, name, start_ns ? start_ns : 1, arg, 0);
 }
 
 uint32_t stall_depth(void) { return thr_get()->depth; }

@@ -448,6 +448,44 @@ static void test_no_cpu_by_default(void **state) {
     tu_reader_close(r, 0);
 }
 
+/* one span's CPU time with STALL_WITH_CPU, while the process records none;
+ * stall_complete: a span recorded after the fact, nesting what came since */
+static void test_with_cpu_bit_and_complete(void **state) {
+    (void)state;
+    stall_reader_t *r = fresh_reader();
+    uint64_t t0 = stall_now_ns();
+    assert_int_equal(stall_depth(), 0);
+    stall_begin(STALL_KIND_DATA_LOADING | STALL_WITH_CPU, "with-cpu");
+    assert_int_equal(stall_depth(), 1);
+    volatile uint64_t x = 0;
+    for (int k = 0; k < 2000000; k++) x += (uint64_t)k;
+    stall_end_arg(5);
+    stall_begin(STALL_KIND_CPU_COMPUTE, "plain");
+    stall_end();
+    stall_complete(STALL_KIND_STEP, stall_intern("after"), t0, 9);
+    stall_complete(STALL_KIND_STEP, stall_intern("future"), stall_now_ns() + 1000000000ull, 0);
+
+    tu_coll_t c = {0};
+    tu_drain_all(r, &c);
+    size_t n;
+    tu_rec_t *v = tu_select_tid(&c, (uint32_t)gettid(), &n);
+    assert_int_equal(n, 4);
+    const stall_record_t *cpu = &v[0].rec, *plain = &v[1].rec, *after = &v[2].rec, *fut = &v[3].rec;
+    assert_int_equal(cpu->kind, STALL_KIND_DATA_LOADING); /* the bit is not part of the kind */
+    assert_true(cpu->flags & STALL_REC_HAS_CPU);
+    assert_true(cpu->cpu_ns > 0 && cpu->cpu_ns <= cpu->end_ns - cpu->start_ns + 1000000);
+    assert_false(plain->flags & STALL_REC_HAS_CPU);
+    assert_int_equal(after->start_ns, t0);
+    assert_true(after->end_ns >= plain->end_ns);
+    assert_int_equal(after->depth, 0); /* the current depth: "with-cpu" and "plain" lie inside it in time */
+    assert_int_equal(after->arg, 9);
+    assert_int_equal(after->flags, 0);
+    assert_int_equal(fut->start_ns, fut->end_ns); /* a start in the future is clamped to now */
+    free(v);
+    tu_coll_free(&c);
+    tu_reader_close(r, 0);
+}
+
 /* ------------------------------------------------------------- fork */
 
 static void test_fork_child_own_file(void **state) {
@@ -662,6 +700,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_depth_beyond_max, tu_teardown_reader),
         cmocka_unit_test_teardown(test_open_spans_live, tu_teardown_reader),
         cmocka_unit_test_teardown(test_no_cpu_by_default, tu_teardown_reader),
+        cmocka_unit_test_teardown(test_with_cpu_bit_and_complete, tu_teardown_reader),
         cmocka_unit_test_teardown(test_fork_child_own_file, tu_teardown_reader),
         cmocka_unit_test_teardown(test_sigkill_truncated, tu_teardown_reader),
         cmocka_unit_test_teardown(test_thread_cpu_time, tu_teardown_reader), /* last: CPU time stays on */

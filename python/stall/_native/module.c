@@ -273,7 +273,8 @@ PyDoc_STRVAR(complete_doc,
 "complete($module, kind, name, start_ns, arg=0, /)\n--\n\n"
 "Record a span of `kind` named `name` that began at start_ns (a now_ns()\n"
 "value taken earlier on this thread) and ends now, at the current nesting\n"
-"depth: spans recorded on this thread since then count as nested in it.\n"
+"depth (spans recorded since then at the same depth lie inside it in time\n"
+"but are its siblings for self time).\n"
 "For intervals that do not open and close in one place (a training step).");
 
 static PyObject *mod_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
