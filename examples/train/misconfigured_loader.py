@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=120)
     ap.add_argument("--decode-rounds", type=int, default=12)
-    ap.add_argument("--read-latency-ms", type=float, default=0.5)
+    ap.add_argument("--read-latency-ms", type=float, default=0.3)
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the step computes on one core

@@ -328,8 +328,9 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
     } else if (!isfinite(spare) || spare >= 0.5) {
         stall__strlcpy(f->type, "INSUFFICIENT_WORKERS", sizeof f->type);
         summary(f, "The loop waits for data %.0f%% of the time: %d DataLoader worker(s) cannot keep up "
-                   "(%.1f ms of CPU work per batch) while %.1f core(s) stay idle.",
-                wait_pct, l->num_workers, per_batch_ms(l->fetch_ns, l->fetches), isfinite(spare) ? spare : 0.0);
+                   "(%.1f ms to make a batch, %.0f%% of it on a CPU) while %.1f core(s) stay idle.",
+                wait_pct, l->num_workers, per_batch_ms(l->fetch_ns, l->fetches), 100 * (isfinite(cpu) ? cpu : 1),
+                isfinite(spare) ? spare : 0.0);
         suggest_workers(c, f, l);
     } else {
         stall__strlcpy(f->type, "PREPROCESSING_BOTTLENECK", sizeof f->type);
