@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -114,7 +115,8 @@ static int file_exists(const char *p) {
 }
 
 /* The folder holding the `stall` package with its site hook: STALL_PYTHON_ROOT,
- * else <dir of this executable>/python (the build tree), else the install path. */
+ * else <dir of this executable>/python (the build tree), else the
+ * site-packages of the prefix this executable was installed into. */
 static int find_python_root(char *out, size_t cap) {
     char probe[PATH_MAX + 64];
     const char *env = getenv("STALL_PYTHON_ROOT");
@@ -134,13 +136,20 @@ static int find_python_root(char *out, size_t cap) {
             return 0;
         }
     }
-#ifdef STALL_PYTHON_INSTALL_ROOT
-    snprintf(probe, sizeof probe, "%s/stall/_run/sitecustomize.py", STALL_PYTHON_INSTALL_ROOT);
-    if (file_exists(probe)) {
-        snprintf(out, cap, "%s", STALL_PYTHON_INSTALL_ROOT);
-        return 0;
+    if (n > 0) { /* installed (pip, meson install): <prefix>/bin/stall beside <prefix>/lib/python3.X/... */
+        char pat[PATH_MAX + 96];
+        snprintf(pat, sizeof pat, "%s/../lib/python3*/*-packages/stall/_run/sitecustomize.py", exe);
+        glob_t g;
+        if (glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+            char *hit = g.gl_pathv[0];
+            char *cut = strstr(hit, "/stall/_run/sitecustomize.py");
+            if (cut) *cut = 0;
+            snprintf(out, cap, "%s", hit);
+            globfree(&g);
+            return 0;
+        }
+        globfree(&g);
     }
-#endif
     return -1;
 }
 

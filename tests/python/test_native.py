@@ -717,3 +717,10 @@ def test_pip_install(tmp_path):
     assert cli.exists(), "the stall executable was not installed into the venv's bin/"
     r = subprocess.run([str(cli), "version"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == f"stall {stall.__version__}", r.stdout + r.stderr
+    # the installed `stall run` finds the installed site hook
+    probe = "import sys; print('stall._autohook' in sys.modules)"
+    r = subprocess.run([str(cli), "run", "--quiet", "--out", str(tmp_path / "out"), "--",
+                        str(venv / "bin" / "python"), "-c", probe],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stdout + r.stderr
+    assert "hook was not found" not in r.stderr
