@@ -160,14 +160,17 @@ static const stall_op_stats_t *op_named(const ctx_t *c, const char *name) {
     return NULL;
 }
 
-/* Mean of a sampled metric over [t0, t1] (raw or folded points), NaN if unknown. */
-static double series_stat(stall_sampler_t *s, int metric, uint64_t t0, uint64_t t1, int want_max) {
+enum { MEAN, MAX, MIN };
+
+/* The mean, max or min of a sampled metric over [t0, t1] (raw or folded
+ * points), NaN if unknown. */
+static double series_stat(stall_sampler_t *s, int metric, uint64_t t0, uint64_t t1, int mode) {
     if (!s) return NAN;
     enum { CAP = 4096 };
     stall_point_t *p = malloc(CAP * sizeof *p);
     if (!p) return NAN;
     ssize_t n = stall_sampler_series(s, metric, p, CAP);
-    double sum = 0, w = 0, mx = NAN;
+    double sum = 0, w = 0, mx = NAN, mn = NAN;
     for (ssize_t i = 0; i < n && i < CAP; i++) {
         if (p[i].n == 0 || !isfinite(p[i].avg)) continue;
         uint64_t end = p[i].t_ns + p[i].span_ns;
@@ -175,18 +178,21 @@ static double series_stat(stall_sampler_t *s, int metric, uint64_t t0, uint64_t 
         sum += p[i].avg * p[i].n;
         w += p[i].n;
         if (!(mx >= p[i].max)) mx = p[i].max;
+        if (!(mn <= p[i].min)) mn = p[i].min;
     }
     free(p);
-    if (want_max) return mx;
+    if (mode == MAX) return mx;
+    if (mode == MIN) return mn;
     return w > 0 ? sum / w : NAN;
 }
 
-/* The model: seconds per batch with n workers for loader l. */
-static double model_batch_s(const ctx_t *c, const stall_loader_t *l, double n) {
+/* The model: seconds per batch with n workers for loader l, when making a
+ * batch costs `saved` seconds less than measured. */
+static double model_batch_s(const ctx_t *c, const stall_loader_t *l, double n, double saved) {
     const stall_analysis_t *a = c->a;
     double C = a->batches ? (double)a->step_ns / NS / (double)a->batches : 0;
     double fetches = l->fetches ? (double)l->fetches : 1;
-    double P = ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches;
+    double P = fmax(0.0, ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches - saved);
     double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : 1.0;
     if (cpu < 0.02) cpu = 0.02;
     if (n <= 0) return C + P; /* in the loop's own thread: no overlap */
@@ -201,14 +207,21 @@ static double measured_batch_s(const stall_analysis_t *a) {
     return a->batches ? (double)steady / NS / (double)a->batches : NAN;
 }
 
+/* What the model predicts against the measured batch time when making a
+ * batch costs `saved` seconds less, with the loader's own worker count. */
+static double speedup_if_saved(const ctx_t *c, const stall_loader_t *l, double saved) {
+    double now = measured_batch_s(c->a), t = model_batch_s(c, l, l->num_workers, saved);
+    return isfinite(now) && t > 0 ? now / t : NAN;
+}
+
 /* The smallest worker count reaching the consumer's rate (or the best the
  * cores allow); *speedup gets the model's prediction against the measured. */
 static int best_workers(const ctx_t *c, const stall_loader_t *l, double *speedup) {
     double now = measured_batch_s(c->a);
     int best = l->num_workers > 0 ? l->num_workers : 1;
-    double best_t = model_batch_s(c, l, best);
+    double best_t = model_batch_s(c, l, best, 0);
     for (int n = best + 1; n <= 64; n++) {
-        double t = model_batch_s(c, l, n);
+        double t = model_batch_s(c, l, n, 0);
         if (t < best_t * 0.97) { /* each worker costs memory and start-up: only for a real gain */
             best = n;
             best_t = t;
@@ -286,7 +299,7 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
                                             "the loop makes every batch itself");
             if (s) PARAM(s, "num_workers", isfinite(a->usable_cores) ? fmax(1, a->usable_cores - 1) : 1, 0);
         }
-    } else if (l->num_workers > 0 && model_batch_s(c, l, l->num_workers) <= 1.05 * per_batch_ms(a->step_ns, a->batches) / 1e3) {
+    } else if (l->num_workers > 0 && model_batch_s(c, l, l->num_workers, 0) <= 1.05 * per_batch_ms(a->step_ns, a->batches) / 1e3) {
         /* the workers already make batches faster than the step takes them,
          * yet the loop waits: the cost is in handing each batch over
          * (queues, unpickling, shared-memory tensors), paid once per batch */
@@ -305,16 +318,21 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
         stall__strlcpy(f->type, "SAMPLER_OVERHEAD", sizeof f->type);
         summary(f, "The loop waits for data %.0f%% of the time and the sampler takes %.0f%% of making a batch "
                    "(%s).", wait_pct, 100 * P_smp / P_all, l->sampler_type[0] ? l->sampler_type : "sampler");
-        suggest(f, NAN, "Make the sampler cheaper: precompute the index order once per epoch (a tensor "
-                        "permutation) instead of per-index Python work", "sampling costs %.2f ms per batch",
+        /* the model's figure for a sampler that costs nothing: the most this fix can give */
+        suggest(f, speedup_if_saved(c, l, P_smp / NS / (double)l->fetches),
+                "Make the sampler cheaper: precompute the index order once per epoch (a tensor "
+                "permutation) instead of per-index Python work",
+                "sampling costs %.2f ms per batch; the speedup is for a sampler that costs nothing",
                 per_batch_ms(l->sampler_ns, l->fetches));
         suggest_workers(c, f, l);
     } else if (P_all > 0 && P_col / P_all >= 0.5) {
         stall__strlcpy(f->type, "COLLATE_FUNCTION_SLOW", sizeof f->type);
         summary(f, "The loop waits for data %.0f%% of the time and collate_fn (%s) takes %.0f%% of making a "
                    "batch.", wait_pct, l->collate_fn[0] ? l->collate_fn : "collate", 100 * P_col / P_all);
-        suggest(f, NAN, "Speed up collate_fn: stack tensors with torch.stack / preallocated buffers instead "
-                        "of per-sample Python conversion", "collate costs %.2f ms per batch",
+        suggest(f, speedup_if_saved(c, l, 0.9 * P_col / NS / (double)l->fetches),
+                "Speed up collate_fn: stack tensors with torch.stack / preallocated buffers instead "
+                "of per-sample Python conversion",
+                "collate costs %.2f ms per batch; the speedup is for a collate 10x cheaper",
                 per_batch_ms(l->collate_ns, l->fetches));
         suggest_workers(c, f, l);
     } else if (isfinite(demand) && demand < 0.5) {
@@ -338,8 +356,10 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
                    "cores (%.1f of %.1f): per-sample preprocessing is the limit.",
                 wait_pct, (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0) +
                               (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0), a->usable_cores);
-        suggest(f, NAN, "Make per-sample work cheaper: vectorise transforms, decode at lower resolution, "
-                        "or move augmentation to the GPU", "fetch is %.0f%% on-CPU with no core to spare",
+        suggest(f, speedup_if_saved(c, l, 0.5 * P_fetch / NS / (double)l->fetches),
+                "Make per-sample work cheaper: vectorise transforms, decode at lower resolution, "
+                "or move augmentation to the GPU",
+                "fetch is %.0f%% on-CPU with no core to spare; the speedup is for halving it",
                 100 * (isfinite(cpu) ? cpu : 1));
         suggest(f, NAN, "Cache preprocessed samples (e.g. a tensor file per epoch-invariant step)",
                 "%.1f ms of CPU per batch is repeated every epoch", per_batch_ms(l->fetch_cpu_ns, l->fetches));
@@ -474,8 +494,11 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
     }
     if (!input_bound && isfinite(a->usable_cores) && isfinite(a->main_cpu_cores) &&
         a->main_cpu_cores < 0.7 * a->usable_cores && a->usable_cores >= 2) {
-        suggest(f, NAN, "Let PyTorch use more threads: torch.set_num_threads(...)",
-                "the main process uses %.1f of %.1f usable cores", a->main_cpu_cores, a->usable_cores);
+        stall_suggestion_t *s = suggest(f, NAN, "Let PyTorch use the idle cores: torch.set_num_threads",
+                                        "the main process uses %.1f of %.1f usable cores (how much the "
+                                        "model's operators gain from threads is not known)",
+                                        a->main_cpu_cores, a->usable_cores);
+        if (s) PARAM(s, "threads", floor(a->usable_cores), 0);
     }
     suggest(f, NAN, "Profile the step (torch.profiler) to find its most expensive operators, or train on a GPU",
             "the step's computation, not the input pipeline, sets the speed");
@@ -610,7 +633,10 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     }
     uint64_t kt[STALL_KIND_COUNT_] = {0};
     stall_agg_kind_time(in.agg, 0, kt);
+    /* the loop's iterations: its steps (zip(a, b) delivers two batches a step) */
+    const stall_op_stats_t *steps = op_named(&c, "train.step");
     for (int i = 0; i < a->nloaders; i++) a->batches += a->loaders[i].batches;
+    if (steps && steps->count) a->batches = steps->count;
     if (!a->batches) a->batches = waits;
     if (first != UINT64_MAX && last > first) {
         a->loop_ns = last - first;
@@ -636,25 +662,29 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     stall_sys_t y;
     if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU))
         a->usable_cores = y.usable_cores > 0 ? y.usable_cores : y.ncpus;
-    a->main_cpu_cores = series_stat(in.sampler, STALL_M_MAIN_CPU, t0, t1, 0);
-    a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, 0);
-    a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, 0);
+    a->main_cpu_cores = series_stat(in.sampler, STALL_M_MAIN_CPU, t0, t1, MEAN);
+    a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, MEAN);
+    a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, MEAN);
     a->idle_cores = NAN;
     if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU)) {
-        double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, 0) +
-                      series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, 0) +
-                      series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, 0);
+        double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, MEAN) +
+                      series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) +
+                      series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
         if (isfinite(busy)) a->idle_cores = fmax(0.0, 1.0 - busy) * (double)y.ncpus;
     }
-    a->psi_mem_some_max = series_stat(in.sampler, STALL_M_PSI_MEM_SOME, in.start_ns, in.end_ns, 1);
-    a->psi_io_some_max = series_stat(in.sampler, STALL_M_PSI_IO_SOME, in.start_ns, in.end_ns, 1);
-    double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, 0);
-    double used_max = series_stat(in.sampler, STALL_M_MEM_USED, in.start_ns, in.end_ns, 1);
-    if (isfinite(avail_min) && isfinite(used_max) && used_max + avail_min > 0)
-        a->mem_used_frac_max = used_max / (used_max + avail_min);
+    a->psi_mem_some_max = series_stat(in.sampler, STALL_M_PSI_MEM_SOME, in.start_ns, in.end_ns, MAX);
+    a->psi_io_some_max = series_stat(in.sampler, STALL_M_PSI_IO_SOME, in.start_ns, in.end_ns, MAX);
+    /* the fill of what the tree may use: its cgroup's limit when tighter than the machine */
+    double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, MIN);
+    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_MEM) && isfinite(avail_min)) {
+        double cap = (double)y.mem_total_bytes;
+        if ((y.valid & STALL_SYS_CG_MEM) && y.cg_mem_limit_bytes != UINT64_MAX && (double)y.cg_mem_limit_bytes < cap)
+            cap = (double)y.cg_mem_limit_bytes;
+        if (cap > 0) a->mem_used_frac_max = fmin(1.0, fmax(0.0, 1.0 - avail_min / cap));
+    }
     if (in.sampler && stall_sampler_gpus(in.sampler, NULL, 0) > 0) {
         a->has_gpu = 1;
-        a->gpu_util_mean = series_stat(in.sampler, STALL_M_GPU_UTIL, t0, t1, 0);
+        a->gpu_util_mean = series_stat(in.sampler, STALL_M_GPU_UTIL, t0, t1, MEAN);
     }
     /* cores left for data loading: all usable ones minus what the step needs */
     if (isfinite(a->usable_cores)) {
@@ -680,8 +710,17 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     qsort(a->findings, (size_t)a->nfindings, sizeof a->findings[0], finding_cmp);
     /* The compute finding says which resource the step uses, not a cost to
      * remove: it leads when the loop is not input-bound, else it comes after
-     * the causes whose fix the suggestions predict. */
+     * the causes whose fix the suggestions predict. Memory pressure (a run
+     * near its OOM kill, reclaim stalls) goes before it. */
     int input_bound = a->loop_ns && a->data_wait_frac >= in.th.bottleneck;
+    int mem_first = 0;
+    for (int i = 0; i < a->nfindings && !input_bound; i++)
+        if (!strcmp(a->findings[i].type, "MEMORY_PRESSURE")) {
+            stall_finding_t f = a->findings[i];
+            memmove(&a->findings[1], &a->findings[0], (size_t)i * sizeof f);
+            a->findings[0] = f;
+            mem_first = 1;
+        }
     for (int i = 0; i < a->nfindings; i++) {
         const char *t = a->findings[i].type;
         if (strcmp(t, "CPU_BOUND") && strcmp(t, "GPU_BOUND") && strcmp(t, "GPU_UNDERUTILIZED")) continue;
@@ -690,8 +729,8 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
             memmove(&a->findings[i], &a->findings[i + 1], (size_t)(a->nfindings - i - 1) * sizeof f);
             a->findings[a->nfindings - 1] = f;
         } else {
-            memmove(&a->findings[1], &a->findings[0], (size_t)i * sizeof f);
-            a->findings[0] = f;
+            memmove(&a->findings[1 + mem_first], &a->findings[mem_first], (size_t)(i - mem_first) * sizeof f);
+            a->findings[mem_first] = f;
         }
         break;
     }

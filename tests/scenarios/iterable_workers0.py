@@ -1,0 +1,10 @@
+"""An iterable dataset with CPU-heavy samples, loaded in the training loop.
+
+expect: INSUFFICIENT_WORKERS
+"""
+from torch.utils.data import DataLoader
+
+from _common import Samples, Stream, busy, train
+
+if __name__ == "__main__":
+    train([DataLoader(Stream(8 * 60, cpu_ms=3), batch_size=8)], step_ms=10)

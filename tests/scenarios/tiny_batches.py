@@ -1,0 +1,10 @@
+"""batch_size=1 through two workers: handing each tiny batch over costs more than making it.
+
+expect: BATCH_SIZE_INEFFICIENCY
+"""
+from torch.utils.data import DataLoader
+
+from _common import Samples, Stream, busy, train
+
+if __name__ == "__main__":
+    train([DataLoader(Samples(600), batch_size=1, num_workers=2)], step_ms=1)

@@ -1,0 +1,12 @@
+"""Two loaders zipped: the main data is cheap, the auxiliary one is CPU-heavy and loaded inline.
+
+expect: INSUFFICIENT_WORKERS
+"""
+from torch.utils.data import DataLoader
+
+from _common import Samples, Stream, busy, train
+
+if __name__ == "__main__":
+    fast = DataLoader(Samples(8 * 60), batch_size=8)
+    slow = DataLoader(Samples(8 * 60, cpu_ms=3), batch_size=8)
+    train([fast, slow], step_ms=10)
