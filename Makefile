@@ -12,7 +12,7 @@ BUILD ?= build
 MESON ?= meson
 NINJA ?= ninja
 
-.PHONY: all build demo test bench fuzz clean deps
+.PHONY: all build demo test bench fuzz scenarios clean deps
 
 all: build
 
@@ -35,6 +35,12 @@ demo: build
 test: build
 	@./tools/ensure-deps test
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) ./tests/run-all
+
+# the scenario suite alone (make test runs it too); its confusion matrix
+# and accuracy, and the what-if table, are appended to bench/RESULTS.md
+scenarios: build
+	@./tools/ensure-deps test
+	@$(PYTHON) tests/scenarios/run.py $(BUILD) --what-if --results bench/RESULTS.md
 
 bench: build
 	@./tools/ensure-deps bench

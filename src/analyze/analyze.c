@@ -239,6 +239,7 @@ static double per_batch_ms(uint64_t ns, uint64_t count) {
 
 static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loader_t *l) {
     const stall_analysis_t *a = c->a;
+    kv_str(f->evidence, &f->nevidence, STALL_MAX_EVIDENCE, "loader", l->id); /* the loader the loop waited on most */
     EV(f, "data_wait_frac", a->data_wait_frac, 3);
     EV(f, "wait_ms_per_batch", per_batch_ms(l->wait_ns, l->batches), 2);
     EV(f, "step_ms_per_batch", per_batch_ms(a->step_ns, a->batches), 2);

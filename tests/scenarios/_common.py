@@ -6,11 +6,26 @@ stall; it injects one cause of slowness. tests/scenarios/run.py runs each
 under `stall run` and compares the first finding with the `expect:` line of
 the scenario's docstring.
 """
+import json
+import os
 import time
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+_loaders_made = 0
+
+
+def make_loader(*args, **kwargs):
+    """DataLoader(*args, **kwargs), with the settings run.py's what-if check
+    gives for the n-th loader this process makes (SCENARIO_LOADER_OVERRIDES,
+    a JSON object {"n": {setting: value}}, n from 1)."""
+    global _loaders_made
+    _loaders_made += 1
+    over = json.loads(os.environ.get("SCENARIO_LOADER_OVERRIDES") or "{}")
+    kwargs.update(over.get(str(_loaders_made), {}))
+    return DataLoader(*args, **kwargs)
 
 
 def busy(ms):

@@ -2,9 +2,7 @@
 
 expect: CPU_BOUND
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Stream, make_loader, train
 
 if __name__ == "__main__":
-    train([DataLoader(Stream(8 * 40), batch_size=8)], step_ms=40)
+    train([make_loader(Stream(8 * 40), batch_size=8)], step_ms=40)

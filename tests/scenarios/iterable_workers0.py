@@ -2,9 +2,7 @@
 
 expect: INSUFFICIENT_WORKERS
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Stream, make_loader, train
 
 if __name__ == "__main__":
-    train([DataLoader(Stream(8 * 60, cpu_ms=3), batch_size=8)], step_ms=10)
+    train([make_loader(Stream(8 * 60, cpu_ms=3), batch_size=8)], step_ms=10)

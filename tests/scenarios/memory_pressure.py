@@ -8,9 +8,7 @@ needs: memory-cgroup
 import os
 
 import torch
-from torch.utils.data import DataLoader
-
-from _common import Samples, train
+from _common import Samples, make_loader, train
 
 
 def cgroup_memory():
@@ -36,5 +34,5 @@ if __name__ == "__main__":
         raise SystemExit("memory_pressure: run me in a memory-limited cgroup (tests/scenarios/run.py does)")
     # fill up to ~94% of the limit with data the loop keeps touching
     hold = torch.ones(int((0.94 * limit - usage) / 4), dtype=torch.float32)
-    train([DataLoader(Samples(8 * 40), batch_size=8)], step_ms=30)
+    train([make_loader(Samples(8 * 40), batch_size=8)], step_ms=30)
     print("held %.0f MiB of a %.0f MiB limit" % (hold.numel() * 4 / 2**20, limit / 2**20))

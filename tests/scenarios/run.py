@@ -2,7 +2,7 @@
 cause of slowness (the `expect:` line of its docstring), run under
 `stall run`; the first finding of each report must name that cause.
 
-    /usr/bin/python3 tests/scenarios/run.py BUILD [--results FILE] [NAME ...]
+    /usr/bin/python3 tests/scenarios/run.py BUILD [--results FILE] [--what-if] [NAME ...]
 
 Prints one line per scenario, the confusion matrix (expected type by row,
 first finding by column) and the accuracy; with --results appends them, with
@@ -11,6 +11,12 @@ gets another type first, or when a healthy scenario gets any input-bound
 finding at all. Scenarios marked `needs: memory-cgroup` run inside a memory
 cgroup of 1 GiB made for them (root and a memory controller needed; without
 them the scenario is reported as skipped).
+
+--what-if: each scenario whose first finding is INSUFFICIENT_WORKERS runs
+again with the suggested DataLoader settings (tests/scenarios/_common.py
+applies them to that loader), and the measured speedup of the steady-state
+batch time ((loop - worker warm-up) / steps) is set against the predicted
+one; the check passes within 25%.
 """
 import datetime
 import glob
@@ -75,7 +81,7 @@ def _rmdir_later(d):
         pass
 
 
-def run_one(build, name, path, needs, out_dir):
+def run_one(build, name, path, needs, out_dir, overrides=None):
     cmd = [os.path.join(build, "stall"), "run", "--quiet", "--out", out_dir, "--", PY, path]
     cleanup = None
     if "memory-cgroup" in needs:
@@ -86,6 +92,8 @@ def run_one(build, name, path, needs, out_dir):
         cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', procs] + cmd
     env = dict(os.environ)
     env["PYTHONPATH"] = HERE + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if overrides:
+        env["SCENARIO_LOADER_OVERRIDES"] = json.dumps(overrides)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=HERE)
     finally:
@@ -97,20 +105,47 @@ def run_one(build, name, path, needs, out_dir):
         return json.load(f), ""
 
 
+def steady_batch_s(rep):
+    b, t = rep["breakdown"], rep["throughput"]
+    return ((b["loop_s"] or 0) - (b.get("warmup_s") or 0)) / max(1, t["batches"])
+
+
+def what_if(build, name, path, needs, rep, tmp):
+    """Reruns a scenario with its first suggestion's loader settings: a table row, ok."""
+    f = rep["bottlenecks"][0]
+    sug = [s for s in f["suggestions"] if "num_workers" in s["params"] and s["expected_speedup"]]
+    if not sug:
+        return "| %s | no num_workers suggestion with a prediction | | | |" % name, False
+    s = sug[0]
+    ids = [ld["id"] for ld in rep["loaders"]]
+    idx = ids.index(f["evidence"]["loader"]) + 1
+    after, why = run_one(build, name, path, needs, os.path.join(tmp, name + "-what-if"), {str(idx): s["params"]})
+    if after is None:
+        return "| %s | %s | | | |" % (name, why[:80]), False
+    measured = steady_batch_s(rep) / steady_batch_s(after)
+    err = measured / s["expected_speedup"] - 1
+    ok = abs(err) <= 0.25
+    return ("| %s | %s | %.2fx | %.2fx | %+.0f%% %s |" % (name, json.dumps(s["params"]), s["expected_speedup"],
+                                                        measured, 100 * err, "ok" if ok else "OFF"), ok)
+
+
 def main():
     args = sys.argv[1:]
     if not args or args[0].startswith("-"):
         sys.exit(__doc__)
-    build, results, names = os.path.abspath(args[0]), None, []
+    build, results, names, whatif = os.path.abspath(args[0]), None, [], False
     i = 1
     while i < len(args):
         if args[i] == "--results":
             results = args[i + 1]
             i += 2
+        elif args[i] == "--what-if":
+            whatif = True
+            i += 1
         else:
             names.append(args[i])
             i += 1
-    rows, lines, bad = [], [], 0
+    rows, lines, bad, wif = [], [], 0, []
     tmp = tempfile.mkdtemp(prefix="stall-scenarios-")
     for name, path, expect, needs in scenarios(names):
         rep, why = run_one(build, name, path, needs, os.path.join(tmp, name))
@@ -139,6 +174,11 @@ def main():
             name, expect, got, "ok " if ok else "BAD", 100 * (b["data_wait_frac"] or 0), sugg)
         print(line, flush=True)
         lines.append(line)
+        if whatif and got == "INSUFFICIENT_WORKERS":
+            row, good = what_if(build, name, path, needs, rep, tmp)
+            print("  what-if " + row, flush=True)
+            wif.append(row)
+            bad += not good
     kinds = sorted({e for _, e, _ in rows} | {g for _, _, g in rows})
     matrix = ["| expected \\ first finding | " + " | ".join(kinds) + " |",
               "|---" * (len(kinds) + 1) + "|"]
@@ -148,12 +188,18 @@ def main():
     correct = sum(1 for _, e, g in rows if e == g)
     acc = "accuracy: %d/%d = %.0f%%" % (correct, len(rows), 100.0 * correct / max(1, len(rows)))
     print("\n" + "\n".join(matrix) + "\n\n" + acc)
+    wtable = ""
+    if wif:
+        wtable = ("\nWhat-if (rerun with the suggested settings; steady-state batch time):\n\n"
+                  "| scenario | suggested | predicted | measured | measured vs predicted |\n|---|---|---|---|---|\n"
+                  + "\n".join(wif) + "\n")
+        print(wtable)
     if results:
         with open(results, "a") as f:
             f.write("\n### Scenario suite, %s\n\nCommand: `/usr/bin/python3 tests/scenarios/run.py %s "
-                    "--results %s`\n\n```\n%s\n```\n\n%s\n\n%s\n"
-                    % (datetime.date.today().isoformat(), build, results, "\n".join(lines),
-                       "\n".join(matrix), acc))
+                    "--results %s%s`\n\n```\n%s\n```\n\n%s\n\n%s\n%s"
+                    % (datetime.date.today().isoformat(), os.path.relpath(build), results,
+                       " --what-if" if whatif else "", "\n".join(lines), "\n".join(matrix), acc, wtable))
     sys.exit(1 if bad else 0)
 
 

@@ -2,9 +2,7 @@
 
 expect: PREPROCESSING_BOTTLENECK
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Samples, make_loader, train
 
 if __name__ == "__main__":
-    train([DataLoader(Samples(8 * 40, cpu_ms=6), batch_size=8, num_workers=3)], step_ms=10)
+    train([make_loader(Samples(8 * 40, cpu_ms=6), batch_size=8, num_workers=3)], step_ms=10)

@@ -2,11 +2,9 @@
 
 expect: COLLATE_FUNCTION_SLOW
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
-
 from torch.utils.data import default_collate
+
+from _common import Samples, busy, make_loader, train
 
 
 def slow_collate(samples):
@@ -15,4 +13,4 @@ def slow_collate(samples):
 
 
 if __name__ == "__main__":
-    train([DataLoader(Samples(8 * 40), batch_size=8, collate_fn=slow_collate, num_workers=2)], step_ms=5)
+    train([make_loader(Samples(8 * 40), batch_size=8, collate_fn=slow_collate, num_workers=2)], step_ms=5)

@@ -2,11 +2,9 @@
 
 expect: SAMPLER_OVERHEAD
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
-
 from torch.utils.data import Sampler
+
+from _common import Samples, busy, make_loader, train
 
 
 class SlowSampler(Sampler):
@@ -24,4 +22,4 @@ class SlowSampler(Sampler):
 
 if __name__ == "__main__":
     data = Samples(8 * 50)
-    train([DataLoader(data, batch_size=8, sampler=SlowSampler(len(data)))], step_ms=10)
+    train([make_loader(data, batch_size=8, sampler=SlowSampler(len(data)))], step_ms=10)

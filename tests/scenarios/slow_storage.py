@@ -2,15 +2,13 @@
 
 expect: SLOW_DISK_IO
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
-
 import os
 import tempfile
 import time
 
 import torch
+
+from _common import make_loader, train
 
 
 class Files(torch.utils.data.Dataset):
@@ -32,4 +30,4 @@ class Files(torch.utils.data.Dataset):
 
 
 if __name__ == "__main__":
-    train([DataLoader(Files(8 * 50), batch_size=8)], step_ms=10)
+    train([make_loader(Files(8 * 50), batch_size=8)], step_ms=10)

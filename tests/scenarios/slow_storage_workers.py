@@ -2,9 +2,7 @@
 
 expect: SLOW_DISK_IO
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Samples, make_loader, train
 
 if __name__ == "__main__":
-    train([DataLoader(Samples(8 * 50, wait_ms=6), batch_size=8, num_workers=2)], step_ms=5)
+    train([make_loader(Samples(8 * 50, wait_ms=6), batch_size=8, num_workers=2)], step_ms=5)

@@ -2,9 +2,7 @@
 
 expect: BATCH_SIZE_INEFFICIENCY
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Samples, make_loader, train
 
 if __name__ == "__main__":
-    train([DataLoader(Samples(600), batch_size=1, num_workers=2)], step_ms=1)
+    train([make_loader(Samples(600), batch_size=1, num_workers=2)], step_ms=1)

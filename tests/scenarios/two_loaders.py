@@ -2,11 +2,9 @@
 
 expect: INSUFFICIENT_WORKERS
 """
-from torch.utils.data import DataLoader
-
-from _common import Samples, Stream, busy, train
+from _common import Samples, make_loader, train
 
 if __name__ == "__main__":
-    fast = DataLoader(Samples(8 * 60), batch_size=8)
-    slow = DataLoader(Samples(8 * 60, cpu_ms=3), batch_size=8)
+    fast = make_loader(Samples(8 * 60), batch_size=8)
+    slow = make_loader(Samples(8 * 60, cpu_ms=3), batch_size=8)
     train([fast, slow], step_ms=10)
