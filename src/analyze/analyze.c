@@ -476,8 +476,35 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
         }
         return 1;
     }
-    stall__strlcpy(f->type, "CPU_BOUND", sizeof f->type);
     int input_bound = a->loop_ns && a->data_wait_frac >= c->in->th.bottleneck;
+    /* a step that is mostly off-CPU while the tree reads/writes storage and
+     * tasks stall on I/O is bound by storage, not by the CPU */
+    double step_cpu = a->loop_ns && a->compute_frac > 0.05 && isfinite(a->main_cpu_cores)
+                          ? a->main_cpu_cores / a->compute_frac
+                          : NAN;
+    int io_stalled = (isfinite(a->psi_io_some_mean) && a->psi_io_some_mean >= 10.0) ||
+                     (isfinite(a->iowait_cores) && a->iowait_cores >= 0.3) ||
+                     (isfinite(a->disk_busy_mean) && a->disk_busy_mean >= 0.3);
+    if (!input_bound && isfinite(step_cpu) && step_cpu < 0.5 && io_stalled) {
+        stall__strlcpy(f->type, "IO_BOUND", sizeof f->type);
+        summary(f, "The loop does not wait for data (%.0f%%), but its steps are on a CPU only %.0f%% of the "
+                   "time while storage is busy (disk busy %.0f%%, %.1f core(s) in iowait): the step waits "
+                   "for disk reads or writes.",
+                100 * a->data_wait_frac, 100 * step_cpu, 100 * (isfinite(a->disk_busy_mean) ? a->disk_busy_mean : 0.0),
+                isfinite(a->iowait_cores) ? a->iowait_cores : 0.0);
+        EV(f, "step_cpu_frac", step_cpu, 2);
+        EV(f, "psi_io_some_mean_pct", a->psi_io_some_mean, 1);
+        EV(f, "iowait_cores", a->iowait_cores, 2);
+        EV(f, "disk_busy_mean", a->disk_busy_mean, 2);
+        EV(f, "tree_io_mb_per_s", a->tree_io_bytes_per_s / 1e6, 2);
+        suggest(f, 1.0 / fmax(0.05, 1.0 - (1.0 - step_cpu) * 0.9),
+                "Take storage writes off the training step: checkpoint less often, or write from a "
+                "background thread without fsync in the loop",
+                "the step is off-CPU %.0f%% of the time; the speedup is for removing 90%% of that wait",
+                100 * (1 - step_cpu));
+        return 1;
+    }
+    stall__strlcpy(f->type, "CPU_BOUND", sizeof f->type);
     if (input_bound)
         summary(f, "The training step computes on the CPU %.0f%% of the loop: once data arrives in time, "
                    "the model's own compute sets the speed.", 100 * a->compute_frac);
@@ -667,14 +694,21 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, MEAN);
     a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, MEAN);
     a->idle_cores = NAN;
+    a->iowait_cores = NAN;
     if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU)) {
         double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, MEAN) +
                       series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) +
                       series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
         if (isfinite(busy)) a->idle_cores = fmax(0.0, 1.0 - busy) * (double)y.ncpus;
+        double iow = series_stat(in.sampler, STALL_M_CPU_IOWAIT, t0, t1, MEAN);
+        if (isfinite(iow)) a->iowait_cores = iow * (double)y.ncpus;
     }
     a->psi_mem_some_max = series_stat(in.sampler, STALL_M_PSI_MEM_SOME, in.start_ns, in.end_ns, MAX);
     a->psi_io_some_max = series_stat(in.sampler, STALL_M_PSI_IO_SOME, in.start_ns, in.end_ns, MAX);
+    a->psi_io_some_mean = series_stat(in.sampler, STALL_M_PSI_IO_SOME, t0, t1, MEAN);
+    a->tree_io_bytes_per_s = series_stat(in.sampler, STALL_M_TREE_READ, t0, t1, MEAN) +
+                             series_stat(in.sampler, STALL_M_TREE_WRITE, t0, t1, MEAN);
+    a->disk_busy_mean = series_stat(in.sampler, STALL_M_DISK_BUSY, t0, t1, MEAN);
     /* the fill of what the tree may use: its cgroup's limit when tighter than the machine */
     double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, MIN);
     if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_MEM) && isfinite(avail_min)) {
@@ -724,7 +758,8 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         }
     for (int i = 0; i < a->nfindings; i++) {
         const char *t = a->findings[i].type;
-        if (strcmp(t, "CPU_BOUND") && strcmp(t, "GPU_BOUND") && strcmp(t, "GPU_UNDERUTILIZED")) continue;
+        if (strcmp(t, "CPU_BOUND") && strcmp(t, "GPU_BOUND") && strcmp(t, "GPU_UNDERUTILIZED") && strcmp(t, "IO_BOUND"))
+            continue;
         stall_finding_t f = a->findings[i];
         if (input_bound) {
             memmove(&a->findings[i], &a->findings[i + 1], (size_t)(a->nfindings - i - 1) * sizeof f);

@@ -113,6 +113,9 @@ typedef struct stall_analysis_t {
     double idle_cores;       /* the machine's mean idle cores over the loop, other programs counted (NaN) */
     double mem_used_frac_max; /* of what the tree may use, NaN: unknown */
     double psi_mem_some_max, psi_io_some_max; /* avg10 %, NaN: unknown */
+    double psi_io_some_mean, iowait_cores;    /* over the loop: avg10 %, cores idle on I/O (NaN) */
+    double tree_io_bytes_per_s;               /* the tree's storage reads + writes over the loop (NaN) */
+    double disk_busy_mean;                    /* the busiest disk's busy share over the loop (NaN) */
     int has_gpu;
     double gpu_util_mean;    /* %, NaN: unknown */
     stall_loader_t loaders[STALL_MAX_LOADERS];

@@ -320,3 +320,24 @@ def test_the_python_api_inside_stall_run(tmp_path):
     assert "API OK" in r.stdout and "model" in r.stdout
     assert rep["loaders"][0]["batches"] == 8
     assert any(o["name"] == "model" and o["count"] == 8 for o in rep["ops"])
+
+
+@pytest.mark.parametrize("util, expect", [(97, "GPU_BOUND"), (15, "GPU_UNDERUTILIZED")])
+def test_gpu_findings_with_the_fake_nvml(tmp_path, util, expect):
+    # no GPU here: the fake NVML library of tests/nvml stands in for the driver,
+    # the training itself is a healthy (not input-bound) CPU loop
+    lib = os.path.join(BUILD, "tests", "nvml", "libfake_nvml.so")
+    if not os.path.exists(lib):
+        pytest.skip("the fake NVML library is built with the tests (meson -Dtests=true)")
+    nvml = tmp_path / "nvml.txt"
+    nvml.write_text("count 1\nd0.name Fake GPU 80GB\nd0.uuid GPU-fake-0\nd0.util %d 30\n"
+                    "d0.mem 85899345920 42949672960 42949672960\n" % util)
+    env = dict(os.environ, STALL_NVML_LIBRARY=lib, FAKE_NVML_SCRIPT=str(nvml))
+    script = train_script(tmp_path, fetch_ms=0.0, step_ms=30.0, batches=20)
+    r, rep, out = stall_run(tmp_path, [PY, script], env=env)
+    assert r.returncode == 0, r.stderr
+    assert rep["system"]["gpus"][0]["name"] == "Fake GPU 80GB"
+    first = rep["bottlenecks"][0]
+    assert first["type"] == expect, rep["bottlenecks"]
+    assert first["evidence"]["gpu_util_mean_pct"] == pytest.approx(util, abs=1)
+    assert not INPUT_TYPES & {b["type"] for b in rep["bottlenecks"]}

@@ -71,8 +71,9 @@ class Stream(IterableDataset):
             yield torch.full((16,), float(i % 97)), i % 4
 
 
-def train(loaders, step_ms, epochs=1):
-    """Trains a linear model over zip(*loaders); each step also burns step_ms of CPU."""
+def train(loaders, step_ms, epochs=1, after_step=None):
+    """Trains a linear model over zip(*loaders); each step also burns step_ms
+    of CPU, then calls after_step() if given."""
     torch.set_num_threads(1)
     model = nn.Linear(16, 4)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -85,5 +86,7 @@ def train(loaders, step_ms, epochs=1):
             loss.backward()
             opt.step()
             busy(step_ms)
+            if after_step:
+                after_step()
             n += 1
     print("scenario trained %d steps" % n)
