@@ -243,7 +243,7 @@ static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loade
     EV(f, "data_wait_frac", a->data_wait_frac, 3);
     EV(f, "wait_ms_per_batch", per_batch_ms(l->wait_ns, l->batches), 2);
     EV(f, "step_ms_per_batch", per_batch_ms(a->step_ns, a->batches), 2);
-    EV(f, "fetch_ms_per_batch", per_batch_ms(l->fetch_ns - l->collate_ns, l->fetches), 2);
+    EV(f, "fetch_ms_per_batch", per_batch_ms(l->fetch_ns > l->collate_ns ? l->fetch_ns - l->collate_ns : 0, l->fetches), 2);
     EV(f, "collate_ms_per_batch", per_batch_ms(l->collate_ns, l->fetches), 2);
     EV(f, "sampler_ms_per_batch", per_batch_ms(l->sampler_ns, l->fetches), 3);
     EV(f, "fetch_cpu_frac", l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN, 2);
@@ -271,7 +271,7 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
     stall_analysis_t *a = c->a;
     const stall_loader_t *l = c->worst;
     if (!l || !a->loop_ns || a->data_wait_frac < c->in->th.bottleneck) return 0;
-    double P_fetch = (double)(l->fetch_ns - l->collate_ns), P_col = (double)l->collate_ns;
+    double P_col = (double)l->collate_ns, P_fetch = fmax(0.0, (double)l->fetch_ns - P_col);
     double P_smp = (double)l->sampler_ns, P_all = P_fetch + P_col + P_smp;
     double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN;
     /* Off-CPU time is not all storage: a runnable thread waiting for a core
