@@ -236,17 +236,23 @@ PyDoc_STRVAR(begin_doc,
 "`name` is a str or an int id from intern(). Spans nest: end() closes the\n"
 "innermost one. Does nothing when the process records into no session.");
 
-static PyObject *mod_begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+/* begin() and begin_cpu(): kind, name; `extra` is ORed into the kind */
+static PyObject *span_open(PyObject *module, PyObject *const *args, Py_ssize_t nargs, const char *fn,
+                           int extra) {
     if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "begin() takes exactly 2 arguments (kind, name) (%zd given)", nargs);
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly 2 arguments (kind, name) (%zd given)", fn, nargs);
         return NULL;
     }
     int kind;
     stall_name_t id;
-    if (kind_arg(args[0], "begin", &kind) < 0) return NULL;
-    if (name_arg(get_state(module), args[1], "begin", &id) < 0) return NULL;
-    stall_begin_id(kind, id);
+    if (kind_arg(args[0], fn, &kind) < 0) return NULL;
+    if (name_arg(get_state(module), args[1], fn, &id) < 0) return NULL;
+    stall_begin_id(kind | extra, id);
     Py_RETURN_NONE;
+}
+
+static PyObject *mod_begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    return span_open(module, args, nargs, "begin", 0);
 }
 
 PyDoc_STRVAR(begin_cpu_doc,
@@ -256,17 +262,7 @@ PyDoc_STRVAR(begin_cpu_doc,
 "spans (a batch fetch) whose on-CPU share matters; ~400 ns more.");
 
 static PyObject *mod_begin_cpu(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "begin_cpu() takes exactly 2 arguments (kind, name) (%zd given)",
-                     nargs);
-        return NULL;
-    }
-    int kind;
-    stall_name_t id;
-    if (kind_arg(args[0], "begin_cpu", &kind) < 0) return NULL;
-    if (name_arg(get_state(module), args[1], "begin_cpu", &id) < 0) return NULL;
-    stall_begin_id(kind | STALL_WITH_CPU, id);
-    Py_RETURN_NONE;
+    return span_open(module, args, nargs, "begin_cpu", STALL_WITH_CPU);
 }
 
 PyDoc_STRVAR(complete_doc,

@@ -28,6 +28,16 @@ def _stall_load():
 
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     mods = []
+
+    def load(loader_class, name, path):
+        loader = loader_class(name, path)
+        spec = mach.ModuleSpec(name, loader, origin=path)
+        spec.has_location = True
+        mod = boot.module_from_spec(spec)
+        sys.modules[name] = mod
+        mods.append(name)
+        loader.exec_module(mod)
+        return mod
     try:
         if "stall._native" not in sys.modules:
             path = None
@@ -43,22 +53,8 @@ def _stall_load():
                     built = []
                 raise ImportError("no stall._native for Python %d.%d in %s (found: %s)" % (
                     sys.version_info[0], sys.version_info[1], pkg, ", ".join(built) or "none"))
-            loader = mach.ExtensionFileLoader("stall._native", path)
-            spec = mach.ModuleSpec("stall._native", loader, origin=path)
-            spec.has_location = True
-            mod = boot.module_from_spec(spec)
-            sys.modules["stall._native"] = mod
-            mods.append("stall._native")
-            loader.exec_module(mod)
-        path = os.path.join(pkg, "_autohook.py")
-        loader = mach.SourceFileLoader("stall._autohook", path)
-        spec = mach.ModuleSpec("stall._autohook", loader, origin=path)
-        spec.has_location = True
-        mod = boot.module_from_spec(spec)
-        sys.modules["stall._autohook"] = mod
-        mods.append("stall._autohook")
-        loader.exec_module(mod)
-        return mod
+            load(mach.ExtensionFileLoader, "stall._native", path)
+        return load(mach.SourceFileLoader, "stall._autohook", os.path.join(pkg, "_autohook.py"))
     except BaseException:
         for m in mods:
             sys.modules.pop(m, None)
