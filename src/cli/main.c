@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "export.h"
 #include "run.h"
 #include "stall.h"
 
@@ -46,17 +47,6 @@ static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n\n%s", usage_text);
     return 2;
-}
-
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
 }
 
 /* ------------------------------------------------------------ dump */
@@ -114,7 +104,7 @@ static int on_records(void *ctx, const stall_reader_proc_t *p, const stall_recor
             continue;
         }
         printf("{\"pid\":%" PRIu32 ",\"tid\":%" PRIu32 ",\"name\":", r->pid, r->tid);
-        json_string(stdout, name);
+        stall__json_str(stdout, name);
         printf(",\"kind\":\"%s\",\"depth\":%u,\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64,
                stall_kind_name(r->kind), r->depth, r->start_ns, r->end_ns);
         if (r->flags & STALL_REC_HAS_CPU) printf(",\"cpu_ns\":%" PRIu64, r->cpu_ns);
@@ -298,7 +288,7 @@ static void print_json(stall_sampler_t *s, const stall_sys_t *y) {
     for (size_t i = 0; i < n && i < 256; i++) {
         int r = (p[i].valid & STALL_PROC_RATES) != 0, pf = 1;
         printf("%s{\"comm\":", i ? "," : "");
-        json_string(stdout, p[i].comm);
+        stall__json_str(stdout, p[i].comm);
         printf(",");
         json_num("pid", 1, p[i].pid, &pf);
         json_num("ppid", 1, p[i].ppid, &pf);
@@ -317,7 +307,7 @@ static void print_json(stall_sampler_t *s, const stall_sys_t *y) {
     for (size_t i = 0; i < nd && i < 64; i++) {
         int r = (dv[i].valid & STALL_DEV_RATES) != 0, df = 1;
         printf("%s{\"name\":", i ? "," : "");
-        json_string(stdout, dv[i].name);
+        stall__json_str(stdout, dv[i].name);
         printf(",\"kind\":\"%s\",", dv[i].is_net ? "net" : "disk");
         json_num("read_bytes", 1, (double)dv[i].read_bytes, &df);
         json_num("write_bytes", 1, (double)dv[i].write_bytes, &df);
@@ -332,7 +322,7 @@ static void print_json(stall_sampler_t *s, const stall_sys_t *y) {
     for (size_t i = 0; i < ng && i < 16; i++) {
         int gf = 1;
         printf("%s{\"name\":", i ? "," : "");
-        json_string(stdout, g[i].name);
+        stall__json_str(stdout, g[i].name);
         printf(",");
         json_num("index", 1, g[i].index, &gf);
         json_num("util_pct", (g[i].valid & STALL_GPU_UTIL) != 0, g[i].util_sm_pct, &gf);

@@ -9,9 +9,19 @@
 #define STALL_EXPORT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "stall.h"
+
+/* ------------------------------------------------------------------ JSON */
+
+/* Writes s as the inside of a JSON string: quotes, backslashes and control
+ * characters escaped, bytes that are not UTF-8 replaced by U+FFFD. */
+void stall__json_esc(FILE *f, const char *s);
+
+/* Writes s (NULL: "") as a JSON string literal, quotes included. */
+void stall__json_str(FILE *f, const char *s);
 
 /* ----------------------------------------------------------------- spool */
 

@@ -49,7 +49,4 @@ typedef struct stall_report_t {
  * *len) or NULL with the error set. */
 char *stall__report_json(const stall_report_t *r, size_t *len);
 
-/* Writes a JSON string literal (escaped) to f. */
-void stall__json_str(FILE *f, const char *s);
-
 #endif

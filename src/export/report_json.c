@@ -15,23 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export.h"
 #include "internal.h"
 #include "report.h"
 
 #define MAX_SERIES_POINTS 1500 /* per metric: a 24 h run stays a few MB */
-
-void stall__json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 static void num(FILE *f, double v, int decimals) {
     if (isfinite(v)) fprintf(f, "%.*f", decimals, v);

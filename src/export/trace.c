@@ -208,64 +208,6 @@ static int ev_cmp(const void *pa, const void *pb) {
 
 /* ------------------------------------------------------------ JSON output */
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one
- * (overlong forms, surrogates and code points above U+10FFFF are not). */
-static size_t utf8_len(const unsigned char *s) {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-/* Writes s as the inside of a JSON string: quotes, backslashes and control
- * characters escaped, bytes that are not UTF-8 replaced by U+FFFD. */
-static void put_esc(FILE *f, const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        size_t n = c < 0x80 ? 1 : utf8_len(p);
-        if (c == '"' || c == '\\') {
-            putc_unlocked('\\', f);
-            putc_unlocked((int)c, f);
-        } else if (c == '\n') {
-            fputs_unlocked("\\n", f);
-        } else if (c == '\t') {
-            fputs_unlocked("\\t", f);
-        } else if (c == '\r') {
-            fputs_unlocked("\\r", f);
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-        } else if (n == 0) {
-            fputs_unlocked("\\ufffd", f);
-            n = 1;
-        } else {
-            fwrite_unlocked(p, 1, n, f);
-        }
-        p += n;
-    }
-}
-
-static void put_str(FILE *f, const char *s) {
-    putc_unlocked('"', f);
-    put_esc(f, s);
-    putc_unlocked('"', f);
-}
-
 /* Writes v in decimal (the hot path of the writer: no format parsing). */
 static void put_u64(FILE *f, uint64_t v) {
     char b[20];
@@ -305,7 +247,7 @@ static void put_meta(tw_t *w, const char *what, uint32_t pid, uint32_t tid, int 
 static void put_process(tw_t *w, uint32_t pid, const char *name, int sort_index) {
     put_meta(w, "process_name", pid, 0, 0);
     fputs(",\"args\":{\"name\":\"", w->f);
-    put_esc(w->f, name);
+    stall__json_esc(w->f, name);
     if (pid != SYSTEM_PID) fprintf(w->f, " (pid %" PRIu32 ")", pid);
     fputs("\"}}", w->f);
     put_meta(w, "process_sort_index", pid, 0, 0);
@@ -315,7 +257,7 @@ static void put_process(tw_t *w, uint32_t pid, const char *name, int sort_index)
 static void put_thread(tw_t *w, uint32_t pid, uint32_t tid, const char *name, int sort_index) {
     put_meta(w, "thread_name", pid, tid, 1);
     fputs(",\"args\":{\"name\":", w->f);
-    put_str(w->f, name);
+    stall__json_str(w->f, name);
     fputs("}}", w->f);
     put_meta(w, "thread_sort_index", pid, tid, 1);
     fprintf(w->f, ",\"args\":{\"sort_index\":%d}}", sort_index);
@@ -362,14 +304,14 @@ static void put_record(tw_t *w, const stall_spool_ent_t *ent) {
                        f);
         if (*name) {
             fputs_unlocked(": ", f);
-            put_esc(f, name);
+            stall__json_esc(f, name);
         }
         putc_unlocked('"', f);
     } else {
         fputs_unlocked((rec->flags & STALL_REC_INSTANT) ? "\"ph\":\"i\",\"s\":\"t\",\"name\":"
                                                         : "\"ph\":\"X\",\"name\":",
                        f);
-        put_str(f, *name ? name : stall_kind_name(rec->kind));
+        stall__json_str(f, *name ? name : stall_kind_name(rec->kind));
     }
     fputs_unlocked(",\"cat\":\"", f);
     fputs_unlocked(stall_kind_name(rec->kind), f);
@@ -475,9 +417,9 @@ static void put_other_data(tw_t *w, const stall_trace_opts_t *o, const pick_t *p
         dropped += pr.dropped;
     }
     fputs("\"otherData\":{\"title\":", f);
-    put_str(f, o->title ? o->title : "");
+    stall__json_str(f, o->title ? o->title : "");
     fputs(",\"session\":", f);
-    put_str(f, stall_reader_session_name(w->r));
+    stall__json_str(f, stall_reader_session_name(w->r));
     fprintf(f,
             ",\"stall_version\":\"%s\",\"t0_ns\":\"%" PRIu64 "\",\"records_written\":%zu"
             ",\"max_events\":%" PRIu64 ",\"events_left_out\":%" PRIu64,

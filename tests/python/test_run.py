@@ -341,3 +341,13 @@ def test_gpu_findings_with_the_fake_nvml(tmp_path, util, expect):
     assert first["type"] == expect, rep["bottlenecks"]
     assert first["evidence"]["gpu_util_mean_pct"] == pytest.approx(util, abs=1)
     assert not INPUT_TYPES & {b["type"] for b in rep["bottlenecks"]}
+
+
+def test_report_is_valid_json_for_any_argument_bytes(tmp_path):
+    # arguments are bytes, not always UTF-8: the report must still parse
+    out = tmp_path / "o"
+    r = subprocess.run([STALL, "run", "--quiet", "--out", str(out), "--", "sh", "-c", "exit 0",
+                        b"\xff\xfe odd \"quote\" \x01"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "report.json").read_bytes().decode("utf-8"))
+    assert rep["command"][3] == "\ufffd\ufffd odd \"quote\" \x01"
