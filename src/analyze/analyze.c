@@ -117,6 +117,12 @@ static void kv_str(stall_kv_t *kv, int *n, int cap, const char *key, const char 
 #define EV(f, key, v, dec) kv_num((f)->evidence, &(f)->nevidence, STALL_MAX_EVIDENCE, key, v, dec)
 #define PARAM(s, key, v, dec) kv_num((s)->params, &(s)->nparams, STALL_MAX_PARAMS, key, v, dec)
 #define PARAM_STR(s, key, v) kv_str((s)->params, &(s)->nparams, STALL_MAX_PARAMS, key, v)
+/* a JSON true: the literal, not a string */
+#define PARAM_TRUE(s, key)                                                        \
+    do {                                                                          \
+        PARAM_STR(s, key, "true");                                                \
+        (s)->params[(s)->nparams - 1].is_str = 0;                                 \
+    } while (0)
 
 static stall_suggestion_t *suggest(stall_finding_t *f, double speedup, const char *action,
                                    const char *why_fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -193,8 +199,8 @@ static double model_batch_s(const ctx_t *c, const stall_loader_t *l, double n, d
     double C = a->batches ? (double)a->step_ns / NS / (double)a->batches : 0;
     double fetches = l->fetches ? (double)l->fetches : 1;
     double P = fmax(0.0, ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches - saved);
-    double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : 1.0;
-    if (cpu < 0.02) cpu = 0.02;
+    double cpu = stall__loader_cpu_frac(l);
+    cpu = isfinite(cpu) ? fmax(cpu, 0.02) : 1.0;
     if (n <= 0) return C + P; /* in the loop's own thread: no overlap */
     double par = fmin(n, c->A / cpu);
     if (par < 0.1) par = 0.1;
@@ -243,10 +249,10 @@ static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loade
     EV(f, "data_wait_frac", a->data_wait_frac, 3);
     EV(f, "wait_ms_per_batch", per_batch_ms(l->wait_ns, l->batches), 2);
     EV(f, "step_ms_per_batch", per_batch_ms(a->step_ns, a->batches), 2);
-    EV(f, "fetch_ms_per_batch", per_batch_ms(l->fetch_ns > l->collate_ns ? l->fetch_ns - l->collate_ns : 0, l->fetches), 2);
+    EV(f, "fetch_ms_per_batch", per_batch_ms(stall__loader_fetch_self_ns(l), l->fetches), 2);
     EV(f, "collate_ms_per_batch", per_batch_ms(l->collate_ns, l->fetches), 2);
     EV(f, "sampler_ms_per_batch", per_batch_ms(l->sampler_ns, l->fetches), 3);
-    EV(f, "fetch_cpu_frac", l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN, 2);
+    EV(f, "fetch_cpu_frac", stall__loader_cpu_frac(l), 2);
     EV(f, "num_workers", l->num_workers, 0);
     EV(f, "usable_cores", a->usable_cores, 2);
     EV(f, "workers_cpu_cores", a->workers_cpu_cores, 2);
@@ -271,9 +277,9 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
     stall_analysis_t *a = c->a;
     const stall_loader_t *l = c->worst;
     if (!l || !a->loop_ns || a->data_wait_frac < c->in->th.bottleneck) return 0;
-    double P_col = (double)l->collate_ns, P_fetch = fmax(0.0, (double)l->fetch_ns - P_col);
+    double P_col = (double)l->collate_ns, P_fetch = (double)stall__loader_fetch_self_ns(l);
     double P_smp = (double)l->sampler_ns, P_all = P_fetch + P_col + P_smp;
-    double cpu = l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN;
+    double cpu = stall__loader_cpu_frac(l);
     /* Off-CPU time is not all storage: a runnable thread waiting for a core
      * (other programs, too many threads) is off-CPU too. The tree's run-queue
      * wait per core it used tells how much to add back to the on-CPU share. */
@@ -374,10 +380,7 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
                                         "workers were started %llu times; start-up and first batch cost "
                                         "%.2f s in all", (unsigned long long)l->starts,
                                         (double)(l->start_ns + l->warmup_ns) / NS);
-        if (s) {
-            PARAM_STR(s, "persistent_workers", "true");
-            s->params[s->nparams - 1].is_str = 0;
-        }
+        if (s) PARAM_TRUE(s, "persistent_workers");
     }
     return 1;
 }
@@ -394,7 +397,6 @@ static int detect_transfer(ctx_t *c, stall_finding_t *f) {
             100 * share, 100 * (double)a->h2d_pageable_ns / (double)a->h2d_ns);
     EV(f, "h2d_frac", share, 3);
     EV(f, "h2d_pageable_frac", (double)a->h2d_pageable_ns / (double)a->h2d_ns, 3);
-    const stall_loader_t *l = c->worst;
     if (a->h2d_pageable_ns > a->h2d_ns / 2) {
         /* pinned copies run about twice as fast as pageable ones, and
          * non_blocking lets them overlap the step: model half the time saved */
@@ -405,13 +407,10 @@ static int detect_transfer(ctx_t *c, stall_finding_t *f) {
                                         "%.0f%% of copy time is from pageable memory",
                                         100 * (double)a->h2d_pageable_ns / (double)a->h2d_ns);
         if (s) {
-            PARAM_STR(s, "pin_memory", "true");
-            s->params[s->nparams - 1].is_str = 0;
-            PARAM_STR(s, "non_blocking", "true");
-            s->params[s->nparams - 1].is_str = 0;
+            PARAM_TRUE(s, "pin_memory");
+            PARAM_TRUE(s, "non_blocking");
         }
     }
-    (void)l;
     return 1;
 }
 
@@ -588,7 +587,7 @@ static void measure_loaders(ctx_t *c) {
             l->waits = o->count;
             l->wait_ns = o->total_ns;
             /* a wait span's arg is 1 when it delivered a batch, 0 at StopIteration */
-            l->batches = o->arg_sum <= o->count ? o->arg_sum : o->count;
+            l->batches = stall__op_batches(o);
         }
         if ((o = OP("fetch"))) {
             l->fetches = o->count;
@@ -612,17 +611,24 @@ static void measure_loaders(ctx_t *c) {
         if ((o = OP("warmup"))) {
             l->warmups = o->count;
             l->warmup_ns = o->total_ns;
-            l->batches += o->arg_sum <= o->count ? o->arg_sum : o->count;
+            l->batches += stall__op_batches(o);
         }
 #undef OP
         if (l->fetch_cpu_ns > l->fetch_ns) l->fetch_cpu_ns = l->fetch_ns; /* clock granularity */
-        a->fetch_ns += l->fetch_ns - (l->collate_ns < l->fetch_ns ? l->collate_ns : l->fetch_ns);
+        a->fetch_ns += stall__loader_fetch_self_ns(l);
         a->collate_ns += l->collate_ns;
         a->sampler_ns += l->sampler_ns;
         a->pin_ns += l->pin_ns;
         a->warmup_ns += l->warmup_ns;
         if (!c->worst || l->wait_ns > c->worst->wait_ns) c->worst = l;
     }
+}
+
+int stall__loop_op(const stall_op_stats_t *o) {
+    if (strncmp(o->name, "dl", 2) != 0) return 0;
+    if (o->kind == STALL_KIND_DATA_WAIT) return 1;
+    size_t n = strlen(o->name);
+    return o->kind == STALL_KIND_DATA_LOADING && n > 7 && !strcmp(o->name + n - 7, ".warmup") ? 2 : 0;
 }
 
 int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
@@ -646,10 +652,8 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     uint32_t iterating = 1;
     for (size_t i = 0; i < c.nops; i++) {
         const stall_op_stats_t *o = &c.ops[i];
-        size_t nl = strlen(o->name);
-        int is_warm = o->kind == STALL_KIND_DATA_LOADING && !strncmp(o->name, "dl", 2) && nl > 7 &&
-                      !strcmp(o->name + nl - 7, ".warmup");
-        int is_wait = (o->kind == STALL_KIND_DATA_WAIT && !strncmp(o->name, "dl", 2)) || is_warm;
+        int lop = stall__loop_op(o);
+        int is_warm = lop == 2, is_wait = lop != 0;
         int is_step = o->kind == STALL_KIND_STEP && !strcmp(o->name, "train.step");
         if (!is_wait && !is_step) continue;
         if (is_wait && o->first_ns < first) first = o->first_ns;
@@ -687,15 +691,17 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->usable_cores = NAN;
     a->gpu_util_mean = NAN;
     a->mem_used_frac_max = NAN;
-    stall_sys_t y;
-    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU))
+    stall_sys_t y; /* the latest sample: the machine's size and limits */
+    memset(&y, 0, sizeof y);
+    if (in.sampler && stall_sampler_latest(in.sampler, &y) < 0) y.valid = 0;
+    if (y.valid & STALL_SYS_CPU)
         a->usable_cores = y.usable_cores > 0 ? y.usable_cores : y.ncpus;
     a->main_cpu_cores = series_stat(in.sampler, STALL_M_MAIN_CPU, t0, t1, MEAN);
     a->workers_cpu_cores = series_stat(in.sampler, STALL_M_WORKERS_CPU, t0, t1, MEAN);
     a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, MEAN);
     a->idle_cores = NAN;
     a->iowait_cores = NAN;
-    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_CPU)) {
+    if (y.valid & STALL_SYS_CPU) {
         double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, MEAN) +
                       series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) +
                       series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
@@ -711,7 +717,7 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->disk_busy_mean = series_stat(in.sampler, STALL_M_DISK_BUSY, t0, t1, MEAN);
     /* the fill of what the tree may use: its cgroup's limit when tighter than the machine */
     double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, MIN);
-    if (in.sampler && stall_sampler_latest(in.sampler, &y) == 0 && (y.valid & STALL_SYS_MEM) && isfinite(avail_min)) {
+    if ((y.valid & STALL_SYS_MEM) && isfinite(avail_min)) {
         double cap = (double)y.mem_total_bytes;
         if ((y.valid & STALL_SYS_CG_MEM) && y.cg_mem_limit_bytes != UINT64_MAX && (double)y.cg_mem_limit_bytes < cap)
             cap = (double)y.cg_mem_limit_bytes;

@@ -124,6 +124,28 @@ typedef struct stall_analysis_t {
     int nfindings;
 } stall_analysis_t;
 
+/* A loader's fetch time without the collate nested in it. */
+static inline uint64_t stall__loader_fetch_self_ns(const stall_loader_t *l) {
+    return l->fetch_ns > l->collate_ns ? l->fetch_ns - l->collate_ns : 0;
+}
+
+/* The share of a loader's fetch time spent on a CPU (collate included), or
+ * NaN when its fetch spans carried no CPU time. */
+static inline double stall__loader_cpu_frac(const stall_loader_t *l) {
+    return l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : __builtin_nan("");
+}
+
+/* What an operation is to the training loop: 1 a loader's wait for the
+ * next batch, 2 the first batch after its workers started (warm-up), 0
+ * anything else. */
+int stall__loop_op(const stall_op_stats_t *o);
+
+/* The batches a wait or warm-up operation delivered: each span's arg is 1
+ * for a batch, 0 at StopIteration. */
+static inline uint64_t stall__op_batches(const stall_op_stats_t *o) {
+    return o->arg_sum < o->count ? o->arg_sum : o->count;
+}
+
 /* Reads the loader-*.kv files of a session directory into out (at most cap);
  * returns how many were read (unreadable files are skipped). */
 int stall__loaders_read(const char *dir, stall_loader_t *out, int cap);

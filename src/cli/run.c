@@ -222,9 +222,8 @@ static void loop_totals(run_t *r, uint64_t *batches, uint64_t *wait_ns) {
     ssize_t n = stall_agg_ops(a, 0, ops, CAP);
     *batches = 0;
     for (ssize_t i = 0; i < n && i < CAP; i++)
-        if (!strncmp(ops[i].name, "dl", 2) &&
-            (ops[i].kind == STALL_KIND_DATA_WAIT || strstr(ops[i].name, ".warmup") != NULL))
-            *batches += ops[i].arg_sum < ops[i].count ? ops[i].arg_sum : ops[i].count;
+        if (stall__loop_op(&ops[i]))
+            *batches += stall__op_batches(&ops[i]);
     uint64_t kt[STALL_KIND_COUNT_] = {0};
     stall_agg_kind_time(a, 0, kt);
     *wait_ns = kt[STALL_KIND_DATA_WAIT];

@@ -148,9 +148,8 @@ static void loaders(FILE *f, const stall_analysis_t *a) {
         kstr(f, &first, "multiprocessing_context", l->mp_context[0] ? l->mp_context : NULL);
         kint(f, &first, "batches", (long long)l->batches);
         knum(f, &first, "wait_s", sec(l->wait_ns), 4);
-        knum(f, &first, "fetch_s", sec(l->fetch_ns > l->collate_ns ? l->fetch_ns - l->collate_ns : 0), 4);
-        knum(f, &first, "fetch_cpu_frac",
-             l->fetch_cpu_count && l->fetch_ns ? (double)l->fetch_cpu_ns / (double)l->fetch_ns : NAN, 3);
+        knum(f, &first, "fetch_s", sec(stall__loader_fetch_self_ns(l)), 4);
+        knum(f, &first, "fetch_cpu_frac", stall__loader_cpu_frac(l), 3);
         knum(f, &first, "collate_s", sec(l->collate_ns), 4);
         knum(f, &first, "sampler_s", sec(l->sampler_ns), 4);
         knum(f, &first, "pin_s", sec(l->pin_ns), 4);
