@@ -115,28 +115,23 @@ typedef struct tap_ctx_t {
     int failed;
 } tap_ctx_t;
 
-static int drain_tap(void *ctx, const stall_reader_proc_t *proc, const stall_record_t *recs,
+static int drain_one(void *ctx, const stall_reader_proc_t *proc, const stall_record_t *recs,
                      size_t n) {
     tap_ctx_t *c = ctx;
     if (stall_agg_add(c->e->agg, c->e->reader, proc, recs, n) < 0) {
         c->failed = 1;
         return 1;
     }
-    c->e->tap(c->e->tap_ctx, proc, recs, n); /* a tap cannot stop the drain */
+    if (c->e->tap) c->e->tap(c->e->tap_ctx, proc, recs, n); /* a tap cannot stop the drain */
     return 0;
 }
 
 ssize_t stall_engine_drain(stall_engine_t *e) {
     if (!e) return stall__err("stall_engine_drain: engine is NULL");
     pthread_mutex_lock(&e->drain_lock);
-    ssize_t n;
-    if (e->tap) {
-        tap_ctx_t c = {e, 0};
-        n = stall_reader_drain(e->reader, drain_tap, &c);
-        if (c.failed) n = -1;
-    } else {
-        n = stall_agg_drain(e->agg, e->reader);
-    }
+    tap_ctx_t c = {e, 0};
+    ssize_t n = stall_reader_drain(e->reader, drain_one, &c);
+    if (c.failed) n = -1; /* stall_agg_add's error stays */
     pthread_mutex_unlock(&e->drain_lock);
     return n;
 }
