@@ -744,26 +744,17 @@ def _hook_optimizer_class(cls):
     cls.step = _wrap_opt_step(step)
 
 
-def _wrap_opt_init(orig):
-    def __init__(self, *args, **kwargs):
+def _wrap_opt_method(orig):
+    """Optimizer.__init__ / __setstate__: afterwards, the instance's class has
+    its step() wrapped (once per class)."""
+    def method(self, *args, **kwargs):
         orig(self, *args, **kwargs)
         try:
             _hook_optimizer_class(type(self))
         except Exception:
             _fail("Optimizer step")
 
-    return _wraps(__init__, orig)
-
-
-def _wrap_opt_setstate(orig):
-    def __setstate__(self, *args, **kwargs):
-        orig(self, *args, **kwargs)
-        try:
-            _hook_optimizer_class(type(self))
-        except Exception:
-            _fail("Optimizer step")
-
-    return _wraps(__setstate__, orig)
+    return _wraps(method, orig)
 
 
 def _wrap_h2d(orig):
@@ -841,8 +832,8 @@ def _patch_torch():
             import torch.optim.optimizer as optim_mod
         Opt = getattr(optim_mod, "Optimizer", None)
         if Opt is not None:
-            _set(Opt, "__init__", _wrap_opt_init, "Optimizer.__init__")
-            _set(Opt, "__setstate__", _wrap_opt_setstate, "Optimizer.__setstate__")
+            _set(Opt, "__init__", _wrap_opt_method, "Optimizer.__init__")
+            _set(Opt, "__setstate__", _wrap_opt_method, "Optimizer.__setstate__")
         T = getattr(torch, "Tensor", None)
         if T is not None:
             for meth in ("to", "cuda"):
