@@ -788,10 +788,12 @@ def _wraps(wrapper, orig):
     return wrapper
 
 
-def _set(obj, attr, wrap, what):
-    """Replaces obj.attr with wrap(obj.attr) when obj has it; counts failures."""
+def _set(obj, attr, wrap, what, inherited=False):
+    """Replaces obj.attr with wrap(obj.attr) when obj has it (a class: defined
+    in the class itself, or also inherited with inherited=True); counts failures."""
     try:
-        cur = obj.__dict__.get(attr) if isinstance(obj, type) else getattr(obj, attr, None)
+        own = isinstance(obj, type) and not inherited
+        cur = obj.__dict__.get(attr) if own else getattr(obj, attr, None)
         if cur is None:
             return False
         setattr(obj, attr, wrap(cur))
@@ -835,15 +837,9 @@ def _patch_torch():
             _set(Opt, "__init__", _wrap_opt_method, "Optimizer.__init__")
             _set(Opt, "__setstate__", _wrap_opt_method, "Optimizer.__setstate__")
         T = getattr(torch, "Tensor", None)
-        if T is not None:
+        if T is not None:  # to() and cuda() come from the C base class
             for meth in ("to", "cuda"):
-                try:
-                    cur = getattr(T, meth, None)
-                    if cur is not None:
-                        setattr(T, meth, _wrap_h2d(cur))
-                        _patched.append("Tensor." + meth)
-                except Exception:
-                    _fail("Tensor." + meth)
+                _set(T, meth, _wrap_h2d, "Tensor." + meth, inherited=True)
     except Exception:
         _fail("patch torch")
 
