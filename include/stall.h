@@ -366,6 +366,12 @@ typedef struct stall_sys_t {
 #define STALL_PROC_PSS (1ull << 4)   /* pss_bytes (smaps_rollup, read at a lower rate) */
 #define STALL_PROC_GPU (1ull << 5)   /* gpu_mem_bytes */
 #define STALL_PROC_RATES (1ull << 6) /* cpu_util and the rates: seen in a previous sample */
+/* threads_*: the states of the process's threads (/proc/<pid>/task/<tid>/
+ * stat, and wchan for sleeping threads), read every 2nd to 16th sample so
+ * that they cost at most about 50 us a sample, the last counts standing in
+ * between; unset when the task folder, a thread's stat or a sleeping
+ * thread's wchan could not be read */
+#define STALL_PROC_WAIT (1ull << 7)
 
 typedef struct stall_proc_sample_t {
     uint32_t pid, ppid;
@@ -384,6 +390,18 @@ typedef struct stall_proc_sample_t {
     uint64_t run_ns, runq_wait_ns; /* schedstat, cumulative */
     double runq_wait_share;        /* waiting-to-run time per interval, in cores */
     uint64_t gpu_mem_bytes;
+    /* page faults, cumulative (STALL_PROC_STAT) and per second
+     * (STALL_PROC_RATES): minor = a page mapped without I/O (fresh memory
+     * zeroed, page cache), major = one read from storage or swap */
+    uint64_t minflt, majflt;
+    double minflt_per_s, majflt_per_s;
+    double sys_util; /* cores spent in the kernel over the interval (stime alone; STALL_PROC_RATES) */
+    /* threads by what they do now (STALL_PROC_WAIT); the thread that samples
+     * is not counted in its own process. running: R; disk: D (uninterruptible,
+     * storage I/O almost always); net: sleeping in a wait of an inet socket
+     * (tcp receive, accept, send, connect; datagram, unix sockets and pipes are not
+     * counted; nor are waits in poll/epoll); sleep: in nanosleep */
+    uint32_t threads_running, threads_disk, threads_net, threads_sleep;
 } stall_proc_sample_t;
 
 /* Bits of stall_gpu_t.valid */
@@ -457,6 +475,12 @@ typedef enum stall_metric_t {
     STALL_M_GPU_POWER,        /* mW, summed */
     STALL_M_GPU_PCIE_RX,      /* bytes/s, summed */
     STALL_M_GPU_PCIE_TX,
+    STALL_M_MAIN_SYS_CPU,     /* cores the root process spends in the kernel */
+    STALL_M_TREE_FAULTS,      /* minor + major page faults per second, whole tree */
+    STALL_M_TREE_MAJFLT,      /* major page faults per second, whole tree */
+    STALL_M_TREE_WAIT_DISK,   /* threads of the tree in D state (last read, STALL_PROC_WAIT) */
+    STALL_M_TREE_WAIT_NET,    /* threads of the tree blocked on an inet socket */
+    STALL_M_TREE_WAIT_SLEEP,  /* threads of the tree in nanosleep */
     STALL_M_COUNT_
 } stall_metric_t;
 

@@ -76,7 +76,7 @@ struct stall_sampler_t {
 };
 
 const char *stall_metric_name(int metric) {
-    static const char *const names[STALL_M_COUNT_] = {
+    static const char *const names[] = {
         "cpu_user_share",          "cpu_system_share",        "cpu_iowait_share",
         "cpu_steal_share",         "load1",                   "mem_available_bytes",
         "mem_used_bytes",          "swap_used_bytes",         "psi_cpu_some_avg10_pct",
@@ -87,7 +87,10 @@ const char *stall_metric_name(int metric) {
         "workers_cpu_cores",       "main_rss_bytes",          "workers_rss_bytes",
         "tree_read_bytes_per_s",   "tree_write_bytes_per_s",  "tree_runq_wait_cores",
         "gpu_util_pct",            "gpu_mem_used_bytes",      "gpu_power_mw",
-        "gpu_pcie_rx_bytes_per_s", "gpu_pcie_tx_bytes_per_s"};
+        "gpu_pcie_rx_bytes_per_s", "gpu_pcie_tx_bytes_per_s", "main_sys_cpu_cores",
+        "tree_page_faults_per_s",  "tree_major_faults_per_s", "tree_threads_disk_wait",
+        "tree_threads_net_wait",   "tree_threads_sleeping"};
+    _Static_assert(sizeof names / sizeof names[0] == STALL_M_COUNT_, "one name per stall_metric_t");
     return metric >= 0 && metric < STALL_M_COUNT_ ? names[metric] : "unknown";
 }
 
@@ -178,13 +181,27 @@ static void metrics_of(stall_sampler_t *s, double *v) {
 
     size_t n = s->s_nprocs;
     v[STALL_M_TREE_PROCS] = (double)n;
-    double wcpu = 0, wrss = 0, rd = 0, wr = 0, rq = 0;
-    int have_cpu = 0, have_io = 0, have_rq = 0;
+    double wcpu = 0, wrss = 0, rd = 0, wr = 0, rq = 0, flt = 0, majflt = 0, wdisk = 0, wnet = 0, wsleep = 0;
+    int have_cpu = 0, have_io = 0, have_rq = 0, have_flt = 0, have_wait = 0;
     for (size_t i = 0; i < n; i++) {
         const stall_proc_sample_t *p = &s->s_procs[i];
         int r = (p->valid & STALL_PROC_RATES) != 0;
+        if (r && (p->valid & STALL_PROC_STAT)) {
+            flt += p->minflt_per_s + p->majflt_per_s;
+            majflt += p->majflt_per_s;
+            have_flt = 1;
+        }
+        if (p->valid & STALL_PROC_WAIT) {
+            wdisk += p->threads_disk;
+            wnet += p->threads_net;
+            wsleep += p->threads_sleep;
+            have_wait = 1;
+        }
         if (i == 0) {
-            if (r && (p->valid & STALL_PROC_STAT)) v[STALL_M_MAIN_CPU] = p->cpu_util;
+            if (r && (p->valid & STALL_PROC_STAT)) {
+                v[STALL_M_MAIN_CPU] = p->cpu_util;
+                v[STALL_M_MAIN_SYS_CPU] = p->sys_util;
+            }
             if (p->valid & STALL_PROC_STAT) v[STALL_M_MAIN_RSS] = (double)p->rss_bytes;
         } else {
             if (r && (p->valid & STALL_PROC_STAT)) {
@@ -215,6 +232,15 @@ static void metrics_of(stall_sampler_t *s, double *v) {
         v[STALL_M_TREE_WRITE] = wr;
     }
     if (have_rq) v[STALL_M_TREE_RUNQ_WAIT] = rq;
+    if (have_flt) {
+        v[STALL_M_TREE_FAULTS] = flt;
+        v[STALL_M_TREE_MAJFLT] = majflt;
+    }
+    if (have_wait) {
+        v[STALL_M_TREE_WAIT_DISK] = wdisk;
+        v[STALL_M_TREE_WAIT_NET] = wnet;
+        v[STALL_M_TREE_WAIT_SLEEP] = wsleep;
+    }
 
     double util = 0, mem = 0, pw = 0, rx = 0, tx = 0;
     int nu = 0, nm = 0, np = 0, nx = 0;

@@ -4,7 +4,8 @@
  * threads, three children, a grandchild, a listed pid without a folder) or
  * by ppid when the kernel has no children files (edge-v1); rates across two
  * samples, a reused pid, processes that vanish, and the descriptors of gone
- * processes being closed.
+ * processes being closed; thread states and wait channels (task files
+ * written into a scratch copy), page faults and kernel time.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -13,6 +14,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include <sys/syscall.h>
 
 #include "collector.h"
 #include "fx.h"
@@ -188,8 +191,9 @@ static void test_vanishing(void **state) {
     assert_int_equal(stall__tree_sample(t, SEC, 0, out, 8), 5);
     int fds = fx_nfds();
     /* 4 files a process (103 has no io, 104 no schedstat), plus the kept
-     * children files: one per process, and 100's thread 105, which forks */
-    assert_int_equal(fds, fds0 + 18 + 6);
+     * children files: one per process, and 100's thread 105, which forks,
+     * plus the task folder of each (thread states) */
+    assert_int_equal(fds, fds0 + 18 + 6 + 5);
 
     /* 103 exits: gone from its parent's children file and from proc */
     assert_int_equal(fx_write(root, "proc/100/task/100/children", "101 999 "), 0);
@@ -197,7 +201,7 @@ static void test_vanishing(void **state) {
     assert_int_equal(fx_rmrf(path), 0);
     assert_int_equal(stall__tree_sample(t, 2 * SEC, 0, out, 8), 4);
     assert_null(by_pid(out, 4, 103));
-    assert_int_equal(fx_nfds(), fds - 4); /* its stat, status, schedstat, children (no io file) */
+    assert_int_equal(fx_nfds(), fds - 5); /* its stat, status, schedstat, children, task (no io file) */
 
     /* 102 is listed but unreadable when read (it died in between): it and the
      * grandchild found through it are left out */
@@ -205,7 +209,7 @@ static void test_vanishing(void **state) {
     assert_int_equal(stall__tree_sample(t, 3 * SEC, 0, out, 8), 2);
     assert_int_equal(out[0].pid, 100);
     assert_int_equal(out[1].pid, 101);
-    assert_int_equal(fx_nfds(), fds - 4 - 9); /* 102: 5 files, 104: 4 */
+    assert_int_equal(fx_nfds(), fds - 5 - 11); /* 102: 6 files, 104: 5 */
 
     /* back again: new entries, no rates yet */
     assert_int_equal(fx_write(root, "proc/102/stat",
@@ -303,6 +307,192 @@ static void test_forking_threads_and_status_cadence(void **state) {
     fx_scratch_done(root);
 }
 
+/* Writes root/rel, making its folders. */
+static void put(const char *root, const char *rel, const char *text) {
+    char path[8448];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    for (char *p = path + strlen(root) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) fail_msg("mkdir %s", path);
+        *p = '/';
+    }
+    assert_int_equal(fx_write(root, rel, text), 0);
+}
+
+/* A thread of 100 in edge-v2: its stat with state, and its wchan (NULL: none). */
+static void thread(const char *root, uint32_t tid, const char *comm, char state, const char *wchan) {
+    char rel[256], text[512];
+    snprintf(rel, sizeof rel, "proc/100/task/%u/stat", tid);
+    snprintf(text, sizeof text, "%u (%s) %c 1 100 100 0 -1 4194368 10 0 0 0 1 1 0 0 20 0 11 0 5000 1000 100 0\n", tid, comm,
+             state);
+    put(root, rel, text);
+    if (wchan) {
+        snprintf(rel, sizeof rel, "proc/100/task/%u/wchan", tid);
+        put(root, rel, wchan);
+    }
+}
+
+static void syscall_of(const char *root, uint32_t tid, long nr, unsigned fd) {
+    char rel[256], text[256];
+    snprintf(rel, sizeof rel, "proc/100/task/%u/syscall", tid);
+    snprintf(text, sizeof text, "%ld 0x%x 0x7f1c2c000b70 0x10 0x0 0x0 0x0 0x7ffc8f0 0x7f1c3\n", nr, fd);
+    put(root, rel, text);
+}
+
+static void fd_link(const char *root, uint32_t tid, unsigned fd, const char *target) {
+    char dir[4400], path[4500];
+    snprintf(dir, sizeof dir, "%s/proc/100/task/%u/fd", root, tid);
+    assert_true(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/%u", dir, fd);
+    assert_int_equal(symlink(target, path), 0);
+}
+
+/* Thread states of 100 (edge-v2 plus task files written here, the texts of
+ * a 6.18 kernel): R, D, and sleeping threads told apart by wchan, with
+ * wait_woken checked through the syscall and the fd's link. */
+static void test_thread_states(void **state) {
+    (void)state;
+    char root[4096], path[4400];
+    assert_int_equal(fx_scratch(root, sizeof root, "edge-v2"), 0);
+    thread(root, 100, "(my) (proc)", 'S', "do_epoll_wait");
+    thread(root, 105, "x) R", 'D', "folio_wait_bit_common");
+    thread(root, 110, "pt_main", 'R', "0");
+    thread(root, 111, "tcp recv", 'S', "wait_woken");         /* recvfrom(4) */
+    syscall_of(root, 111, SYS_recvfrom, 4);
+    thread(root, 112, "tcp read", 'S', "wait_woken");         /* read(5), 5 a socket */
+    syscall_of(root, 112, SYS_read, 5);
+    fd_link(root, 112, 5, "socket:[4242]");
+    thread(root, 113, "tty read", 'S', "wait_woken");         /* read(6), 6 a tty */
+    syscall_of(root, 113, SYS_read, 6);
+    fd_link(root, 113, 6, "/dev/pts/0");
+    thread(root, 114, "pt_data (0)", 'S', "unix_stream_read_generic");
+    thread(root, 115, "sleeper", 'S', "hrtimer_nanosleep");
+    thread(root, 116, "accept", 'S', "inet_csk_accept");
+    thread(root, 117, "no syscall", 'S', "wait_woken");       /* cannot check: by wchan */
+    thread(root, 118, "pipe", 'S', "anon_pipe_read");
+    thread(root, 119, "futex", 'S', "futex_do_wait.constprop.0");
+    thread(root, 120, "stopped", 't', NULL);
+
+    stall_tree_collector_t *t = open_in(root, 100);
+    stall_proc_sample_t out[8];
+    int fds0 = fx_nfds();
+    assert_int_equal(stall__tree_sample(t, SEC, 0, out, 8), 5);
+    const stall_proc_sample_t *p = &out[0];
+    assert_true(p->valid & STALL_PROC_WAIT);
+    assert_int_equal(p->threads_running, 1);
+    assert_int_equal(p->threads_disk, 1);
+    assert_int_equal(p->threads_net, 4); /* 111, 112, 116, 117 */
+    assert_int_equal(p->threads_sleep, 1);
+    /* the others have a task folder without thread files: unknown */
+    for (int i = 1; i < 5; i++) {
+        assert_int_equal(out[i].valid & STALL_PROC_WAIT, 0);
+        assert_int_equal(out[i].threads_running + out[i].threads_net, 0);
+    }
+    /* no thread file stays open: the 5 processes' kept files and task folders */
+    assert_int_equal(fx_nfds(), fds0 + 18 + 6 + 5);
+
+    /* a sleeping thread's wchan unreadable: unknown at the next read, and
+     * known again at the read after it is back */
+    snprintf(path, sizeof path, "%s/proc/100/task/115/wchan", root);
+    assert_int_equal(unlink(path), 0);
+    int unknown_at = -1;
+    for (int i = 0; i < 20 && unknown_at < 0; i++) {
+        stall__tree_sample(t, (uint64_t)(2 + i) * SEC, 0, out, 8);
+        if (!(out[0].valid & STALL_PROC_WAIT)) unknown_at = i;
+    }
+    assert_true(unknown_at >= 0);
+    put(root, "proc/100/task/115/wchan", "do_nanosleep");
+    int known_at = -1;
+    for (int i = 0; i < 17 && known_at < 0; i++) {
+        assert_int_equal(stall__tree_sample(t, (uint64_t)(22 + i) * SEC, 0, out, 8), 5);
+        if (out[0].valid & STALL_PROC_WAIT) known_at = i;
+        else assert_int_equal(out[0].threads_sleep, 0); /* unknown: nothing stands in */
+    }
+    assert_true(known_at >= 0);
+    assert_int_equal(out[0].threads_sleep, 1);
+
+    /* a thread that exits (its folder listed no more) and one whose state
+     * changes: seen within the cadence (at most 16 samples) */
+    snprintf(path, sizeof path, "%s/proc/100/task/116", root);
+    assert_int_equal(fx_rmrf(path), 0);
+    thread(root, 110, "pt_main", 'S', "futex_do_wait");
+    int seen_at = -1;
+    for (int i = 0; i < 17 && seen_at < 0; i++) {
+        stall__tree_sample(t, (uint64_t)(40 + i) * SEC, 0, out, 8);
+        assert_true(out[0].valid & STALL_PROC_WAIT);
+        if (out[0].threads_net == 3 && out[0].threads_running == 0) seen_at = i;
+    }
+    assert_true(seen_at >= 0);
+
+    /* a thread whose schedstat has not moved has not run: its last verdict
+     * stands; once it moved, the thread is read again */
+    put(root, "proc/100/task/115/schedstat", "1000 2000 3\n");
+    for (int i = 0; i < 17; i++) stall__tree_sample(t, (uint64_t)(60 + i) * SEC, 0, out, 8);
+    assert_int_equal(out[0].threads_sleep, 1);
+    put(root, "proc/100/task/115/wchan", "futex_do_wait");
+    for (int i = 0; i < 17; i++) {
+        stall__tree_sample(t, (uint64_t)(80 + i) * SEC, 0, out, 8);
+        assert_int_equal(out[0].threads_sleep, 1); /* not read again */
+    }
+    put(root, "proc/100/task/115/schedstat", "1500 2000 4\n");
+    seen_at = -1;
+    for (int i = 0; i < 17 && seen_at < 0; i++) {
+        stall__tree_sample(t, (uint64_t)(100 + i) * SEC, 0, out, 8);
+        if (out[0].threads_sleep == 0) seen_at = i;
+    }
+    assert_true(seen_at >= 0);
+
+    /* the task folder gone (the process is exiting): unknown */
+    snprintf(path, sizeof path, "%s/proc/100/task", root);
+    assert_int_equal(fx_rmrf(path), 0);
+    stall__tree_close(t);
+    t = open_in(root, 100);
+    assert_int_equal(stall__tree_sample(t, SEC, 0, out, 8), 5); /* found by ppid now */
+    assert_int_equal(out[0].valid & STALL_PROC_WAIT, 0);
+    stall__tree_close(t);
+    fx_scratch_done(root);
+}
+
+/* Page faults and kernel time: cumulative from stat, rates across samples. */
+static void test_faults_and_sys(void **state) {
+    (void)state;
+    char root[4096];
+    assert_int_equal(fx_scratch(root, sizeof root, "edge-v2"), 0);
+    stall_tree_collector_t *t = open_in(root, 100);
+    stall_proc_sample_t out[8];
+    assert_int_equal(stall__tree_sample(t, SEC, 0, out, 8), 5);
+    const stall_proc_sample_t *p = by_pid(out, 5, 101);
+    assert_int_equal(p->minflt, 100); /* make-edge-fixtures writes 100 and 0 */
+    assert_int_equal(p->majflt, 0);
+    assert_int_equal(p->valid & STALL_PROC_RATES, 0);
+    /* in 2 s: 10000 minor and 8 major faults, 30 ticks in the kernel, 10 in user */
+    assert_int_equal(fx_write(root, "proc/101/stat",
+                              "101 (worker 0) R 100 101 101 0 -1 4194304 10100 5 8 1 20 35 0 0 20 0 1 0 5100 1000000 "
+                              "100 18446744073709551615 0 0\n"),
+                     0);
+    assert_int_equal(stall__tree_sample(t, 3 * SEC, 0, out, 8), 5);
+    p = by_pid(out, 5, 101);
+    assert_true(p->valid & STALL_PROC_RATES);
+    assert_int_equal(p->minflt, 10100);
+    assert_int_equal(p->majflt, 8);
+    assert_float_equal(p->minflt_per_s, 5000.0, 1e-9);
+    assert_float_equal(p->majflt_per_s, 4.0, 1e-9);
+    assert_float_equal(p->sys_util, 15.0 / (double)g_hz, 1e-9);
+    assert_float_equal(p->cpu_util, 20.0 / (double)g_hz, 1e-9);
+    /* counters that go back (cannot happen; a reused pid is caught by
+     * starttime) give 0, not a huge rate */
+    assert_int_equal(fx_write(root, "proc/101/stat",
+                              "101 (worker 0) R 100 101 101 0 -1 4194304 50 5 2 1 20 35 0 0 20 0 1 0 5100 1000000 100\n"),
+                     0);
+    assert_int_equal(stall__tree_sample(t, 4 * SEC, 0, out, 8), 5);
+    p = by_pid(out, 5, 101);
+    assert_float_equal(p->minflt_per_s, 0.0, 1e-12);
+    assert_float_equal(p->majflt_per_s, 0.0, 1e-12);
+    assert_float_equal(p->sys_util, 0.0, 1e-12);
+    stall__tree_close(t);
+    fx_scratch_done(root);
+}
+
 static void test_many_processes(void **state) {
     (void)state;
     /* a wide tree: the pid table grows and shrinks (erase with back-shift) */
@@ -346,6 +536,8 @@ int main(void) {
         cmocka_unit_test(test_vanishing),
         cmocka_unit_test(test_forking_threads_and_status_cadence),
         cmocka_unit_test(test_many_processes),
+        cmocka_unit_test(test_thread_states),
+        cmocka_unit_test(test_faults_and_sys),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

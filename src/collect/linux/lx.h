@@ -2,8 +2,9 @@
  * lx.h - helpers private to the Linux collectors (src/collect/linux/): path
  * building without stdio, a kept-open file read into a buffer that grows,
  * and the few parsers the collectors need beyond those of collector.h
- * (CPU lists, cpuinfo MHz, counting online CPUs). Not part of any interface
- * outside this folder, its tests and its fuzz targets.
+ * (CPU lists, cpuinfo MHz, counting online CPUs, page faults, thread states
+ * and wait channels). Not part of any interface outside this folder, its
+ * tests and its fuzz targets.
  */
 #ifndef STALL_LX_H
 #define STALL_LX_H
@@ -53,5 +54,31 @@ int stall__parse_cpuinfo_mhz(const char *buf, size_t len, double *mhz);
 /* /proc/stat: the number of "cpuN" lines (the online CPUs). Returns the
  * count (0 when none) or -1 for a NULL buffer. */
 int stall__parse_stat_online(const char *buf, size_t len);
+
+/* /proc/<pid>/stat, as stall__parse_pid_stat, plus the cumulative minor and
+ * major page faults of the process (fields 10 and 12; all its threads, live
+ * and gone, not its children). minflt and majflt may be NULL. Returns 0 or -1. */
+int stall__parse_pid_stat_x(const char *buf, size_t len, stall_pid_stat_t *out, uint64_t *minflt, uint64_t *majflt);
+
+/* /proc/<pid>/task/<tid>/stat: the state letter after the LAST ')' (comm may
+ * hold spaces and parentheses). Only the text up to the state is needed, so
+ * a read cut after it parses. Returns 0, or -1. */
+int stall__parse_task_state(const char *buf, size_t len, char *state);
+
+/* What a sleeping thread waits for, from its /proc/<pid>/task/<tid>/wchan
+ * (a kernel symbol, maybe with a ".constprop.0"-like suffix; "0" when the
+ * thread runs or the symbol is hidden). */
+enum {
+    STALL__WCHAN_OTHER = 0, /* futex, pipe, unix socket, poll, "0"... */
+    STALL__WCHAN_NET,       /* a wait of an inet socket (sk_wait_data, inet_csk_accept...) */
+    STALL__WCHAN_NET_MAYBE, /* wait_woken: tcp receive on 6.x kernels, but also ttys, inotify */
+    STALL__WCHAN_SLEEP      /* nanosleep */
+};
+int stall__classify_wchan(const char *buf, size_t len);
+
+/* /proc/<pid>/task/<tid>/syscall: "nr 0xarg0 ..." of a thread blocked in a
+ * system call. Returns 0, or -1 for "running", "-1 ..." (not in a system
+ * call) and anything else. nr and arg0 may be NULL. */
+int stall__parse_task_syscall(const char *buf, size_t len, long *nr, uint64_t *arg0);
 
 #endif

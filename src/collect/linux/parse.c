@@ -428,8 +428,13 @@ int stall__parse_netdev(const char *buf, size_t len, stall_iface_t *out, size_t 
 /* ------------------------------------------------------- /proc/<pid>/stat */
 
 int stall__parse_pid_stat(const char *buf, size_t len, stall_pid_stat_t *out) {
+    return stall__parse_pid_stat_x(buf, len, out, NULL, NULL);
+}
+
+int stall__parse_pid_stat_x(const char *buf, size_t len, stall_pid_stat_t *out, uint64_t *minflt, uint64_t *majflt) {
     if (!buf || !out) return -1;
     memset(out, 0, sizeof *out);
+    uint64_t mn = 0, mj = 0;
     sc_t s = sc_make(buf, len);
     uint64_t pid;
     if (sc_u64(&s, &pid) < 0 || !sc_lit(&s, " (")) return -1;
@@ -446,14 +451,20 @@ int stall__parse_pid_stat(const char *buf, size_t len, stall_pid_stat_t *out) {
     if (!sc_lit(&s, " ") || s.p >= s.end || is_space(*s.p)) return -1;
     out->state = *s.p;
     if (sc_skip_token(&s) < 0) return -1;
-    /* fields from 4 on: 4 ppid, 14 utime, 15 stime, 20 num_threads,
-     * 22 starttime, 24 rss (pages) */
+    /* fields from 4 on: 4 ppid, 10 minflt, 12 majflt, 14 utime, 15 stime,
+     * 20 num_threads, 22 starttime, 24 rss (pages) */
     for (int field = 4; field <= 24; field++) {
         if (!sc_lit(&s, " ")) return -1;
         uint64_t v;
         switch (field) {
         case 4:
             if (sc_u32(&s, &out->ppid) < 0) return -1;
+            break;
+        case 10:
+            if (sc_u64(&s, &mn) < 0) return -1;
+            break;
+        case 12:
+            if (sc_u64(&s, &mj) < 0) return -1;
             break;
         case 14:
             if (sc_u64(&s, &out->utime) < 0) return -1;
@@ -476,6 +487,86 @@ int stall__parse_pid_stat(const char *buf, size_t len, stall_pid_stat_t *out) {
         }
         if (s.p < s.end && !is_space(*s.p)) return -1;
     }
+    if (minflt) *minflt = mn;
+    if (majflt) *majflt = mj;
+    return 0;
+}
+
+/* ------------------------------------------- /proc/<pid>/task/<tid>/... */
+
+int stall__parse_task_state(const char *buf, size_t len, char *state) {
+    if (!buf || !state) return -1;
+    sc_t s = sc_make(buf, len);
+    uint64_t tid;
+    if (sc_u64(&s, &tid) < 0 || !sc_lit(&s, " (")) return -1;
+    /* the state follows the LAST ')': comm may hold spaces and ')' */
+    const char *close = NULL;
+    for (const char *q = s.end; q > s.p; q--)
+        if (q[-1] == ')') {
+            close = q - 1;
+            break;
+        }
+    if (!close) return -1;
+    s.p = close + 1;
+    if (!sc_lit(&s, " ") || s.p >= s.end || is_space(*s.p) || !(*s.p >= 'A' && *s.p <= 'z')) return -1;
+    if (s.p + 1 < s.end && !is_space(s.p[1])) return -1;
+    *state = *s.p;
+    return 0;
+}
+
+/* Does [p, p+n) name sym, ignoring a compiler suffix (".constprop.0",
+ * ".isra.0", ".part.0", ".cold")? */
+static int sym_is(const char *p, size_t n, const char *sym) {
+    size_t k = strlen(sym);
+    return n >= k && memcmp(p, sym, k) == 0 && (n == k || p[k] == '.');
+}
+
+int stall__classify_wchan(const char *buf, size_t len) {
+    if (!buf) return STALL__WCHAN_OTHER;
+    while (len > 0 && is_space(buf[len - 1])) len--;
+    while (len > 0 && is_space(*buf)) buf++, len--;
+    /* blocked on an inet socket: the waits of tcp receive, accept, send
+     * (socket buffer full) and connect. Datagram receives
+     * (__skb_wait_for_more_packets) are left out: unix datagram sockets,
+     * which PyTorch's worker machinery uses, wait there as UDP does. */
+    static const char *const net[] = {"sk_wait_data",         "inet_csk_accept",
+                                      "tcp_recvmsg",          "sk_stream_wait_memory",
+                                      "sk_wait_event",        "inet_wait_for_connect",
+                                      "tcp_recvmsg_locked"};
+    static const char *const sleep[] = {"hrtimer_nanosleep", "do_nanosleep", "clock_nanosleep",
+                                        "common_nsleep"};
+    for (size_t i = 0; i < sizeof net / sizeof net[0]; i++)
+        if (sym_is(buf, len, net[i])) return STALL__WCHAN_NET;
+    /* sk_wait_data inlined into wait_woken on recent kernels; ttys, inotify
+     * and netlink wait there too */
+    if (sym_is(buf, len, "wait_woken")) return STALL__WCHAN_NET_MAYBE;
+    for (size_t i = 0; i < sizeof sleep / sizeof sleep[0]; i++)
+        if (sym_is(buf, len, sleep[i])) return STALL__WCHAN_SLEEP;
+    return STALL__WCHAN_OTHER; /* "0", unix_stream_read_generic, anon_pipe_read, futex... */
+}
+
+int stall__parse_task_syscall(const char *buf, size_t len, long *nr, uint64_t *arg0) {
+    if (!buf) return -1;
+    sc_t s = sc_make(buf, len);
+    uint64_t n, a = 0;
+    /* "running", or "-1 <sp> <pc>" when blocked outside a system call */
+    if (sc_u64(&s, &n) < 0 || n > 100000 || !sc_lit(&s, " 0x")) return -1;
+    const char *p = s.p;
+    int digits = 0;
+    for (; p < s.end && digits < 16; p++, digits++) {
+        char ch = *p;
+        unsigned d;
+        if (ch >= '0' && ch <= '9')
+            d = (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            d = (unsigned)(ch - 'a' + 10);
+        else
+            break;
+        a = a << 4 | d;
+    }
+    if (!digits || (p < s.end && !is_space(*p))) return -1;
+    if (nr) *nr = (long)n;
+    if (arg0) *arg0 = a;
     return 0;
 }
 

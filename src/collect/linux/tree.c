@@ -17,17 +17,31 @@
  * listing and reading is left out silently; entries of processes gone are
  * closed and freed at the end of each sample.
  *
+ * Thread states: the folder <pid>/task stays open; at each sample it is
+ * listed again (getdents64), and each thread's stat is opened relative to it,
+ * read (the text up to the state letter) and closed; a sleeping thread's
+ * wchan is read the same way, and only for a wchan of "wait_woken" (a tcp
+ * receive on 6.x kernels, but also a tty or inotify read) its syscall and,
+ * for a read or write, the link of its fd tell whether it waits on a socket.
+ * Nothing is kept open per thread (a tree of a few hundred threads would use
+ * as many descriptors of the profiled program). The sampling thread is not
+ * counted in its own process.
+ *
  * Limits: schedstat of /proc/<pid> is the main thread's, so runq_wait_* cover
  * the main thread only; io is often unreadable (other users' processes), and
- * is then left unknown without retrying.
+ * is then left unknown without retrying. A thread waiting on sockets in
+ * poll/epoll (Python sockets with a timeout, asyncio) is not counted as net:
+ * its wchan does not say what it polls.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "collector.h"
@@ -38,8 +52,25 @@
 #define TREE_BUF_MAX (1u << 20)
 #define STATUS_EVERY 5u  /* samples between reads of /proc/<pid>/status */
 #define RELIST_EVERY 10u /* samples between listings of a process's threads */
+/* Thread states cost about 2 us a thread that has not run since the last
+ * read and 5 to 15 us one that has: they are read every wait_every samples
+ * (staggered by pid), between WAIT_EVERY_MIN and WAIT_EVERY_MAX, the period
+ * growing while their mean cost per sample is over WAIT_BUDGET_NS. */
+#define WAIT_EVERY_MIN 2u
+#define WAIT_EVERY_MAX 16u
+#define WAIT_BUDGET_NS 50000u
 
 enum { MODE_UNKNOWN = 0, MODE_CHILDREN = 1, MODE_SCAN = 2 };
+
+/* What a thread was doing when its state was last read, and its schedstat
+ * then: a thread whose run and run-queue times have not moved since has not
+ * run, so it still waits where it waited. */
+enum { TH_OTHER = 0, TH_RUN, TH_DISK, TH_NET, TH_SLEEP };
+typedef struct thr_t {
+    uint32_t tid;
+    uint32_t what; /* TH_* */
+    uint64_t run_ns, wait_ns;
+} thr_t;
 
 typedef struct tproc_t {
     uint32_t pid; /* 0: free slot */
@@ -48,8 +79,17 @@ typedef struct tproc_t {
     stall_kfile_t stat, io, status, sched;
     int io_off, status_off, sched_off; /* unreadable for good: not retried */
     stall_pid_stat_t st;                /* parsed at this sample */
+    uint64_t minflt, majflt;            /* parsed at this sample */
     int has_prev, prev_io, prev_sched, has_pss;
     uint64_t prev_t_ns, prev_ticks, prev_read, prev_write, prev_wait, pss_bytes;
+    uint64_t prev_stime, prev_minflt, prev_majflt;
+    /* <pid>/task kept open (O_DIRECTORY) for the thread states; task_off:
+     * unreadable for good (permission), not retried. The counts of the last
+     * read stand in between reads (wait_every). */
+    int task_fd, task_off, wait_tried, has_wait;
+    uint32_t w_run, w_disk, w_net, w_sleep;
+    thr_t *thr; /* the threads of the last read, in listing order */
+    uint32_t nthr, capthr;
     /* context switches: status is the costliest file, read every STATUS_EVERY samples */
     int has_ctx;
     uint64_t ctx_vol, ctx_invol;
@@ -85,6 +125,18 @@ struct stall_tree_collector_t {
 
     char *buf;
     size_t cap;
+
+    /* thread states: the tids of one task folder, getdents64 records */
+    int real_proc; /* proc_root is this machine's /proc: skip the sampling thread */
+    uint32_t wait_every;   /* samples between two reads of a process's thread states */
+    uint64_t wait_cost_ns; /* their cost per sample, moving mean (1/8) */
+    uint64_t wait_spent_ns; /* in this sample */
+    uint32_t self_pid, self_tid;
+    uint32_t *tids;
+    size_t tids_cap;
+    thr_t *thr; /* scratch: the threads being read, swapped into the entry */
+    size_t thr_cap;
+    uint64_t dents[512]; /* 4 KiB, aligned for the records */
 };
 
 /* ------------------------------------------------------------ hash table */
@@ -105,6 +157,15 @@ static void entry_init(tproc_t *e, uint32_t pid) {
     memset(e, 0, sizeof *e);
     e->pid = pid;
     e->stat.fd = e->io.fd = e->status.fd = e->sched.fd = -1;
+    e->task_fd = -1;
+}
+
+static void task_close(tproc_t *e) {
+    if (e->task_fd >= 0) close(e->task_fd);
+    e->task_fd = -1;
+    free(e->thr);
+    e->thr = NULL;
+    e->nthr = e->capthr = 0;
 }
 
 static void children_files_close(tproc_t *e) {
@@ -123,6 +184,7 @@ static void entry_close(tproc_t *e) {
     stall__kf_close(&e->status);
     stall__kf_close(&e->sched);
     children_files_close(e);
+    task_close(e);
 }
 
 static int rehash(stall_tree_collector_t *c, size_t ncap) {
@@ -199,7 +261,7 @@ static long rd(stall_tree_collector_t *c, stall_kfile_t *f) {
 
 static int read_stat(stall_tree_collector_t *c, tproc_t *e) {
     long n = rd(c, &e->stat);
-    return n < 0 ? -1 : stall__parse_pid_stat(c->buf, (size_t)n, &e->st);
+    return n < 0 ? -1 : stall__parse_pid_stat_x(c->buf, (size_t)n, &e->st, &e->minflt, &e->majflt);
 }
 
 /* Forgets everything of a previous process with the same pid. */
@@ -208,8 +270,9 @@ static void entry_reset(tproc_t *e) {
     stall__kf_close(&e->status);
     stall__kf_close(&e->sched);
     children_files_close(e);
-    e->io_off = e->status_off = e->sched_off = 0;
-    e->has_prev = e->prev_io = e->prev_sched = e->has_pss = e->has_ctx = 0;
+    task_close(e);
+    e->io_off = e->status_off = e->sched_off = e->task_off = 0;
+    e->has_prev = e->prev_io = e->prev_sched = e->has_pss = e->has_ctx = e->wait_tried = e->has_wait = 0;
 }
 
 /* Reads pid's stat and marks it part of this sample's tree. Returns 0, or -1
@@ -471,6 +534,261 @@ static long rd_opt(stall_tree_collector_t *c, tproc_t *e, stall_kfile_t *f, int 
     return n;
 }
 
+/* ------------------------------------------------------- thread states */
+
+/* A getdents64 record (linux_dirent64; glibc before 2.30 has no type). */
+typedef struct lx_dirent64_t {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+} lx_dirent64_t;
+
+/* Opens dirfd/rel, reads up to cap-1 bytes with one pread and closes it.
+ * Returns the length (buf NUL-terminated) or -1 (errno kept). */
+static long read_at(int dirfd, const char *rel, char *buf, size_t cap) {
+    int fd;
+    do
+        fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do
+        n = pread(fd, buf, cap - 1, 0);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    close(fd);
+    if (n < 0) {
+        errno = err;
+        return -1;
+    }
+    buf[n] = '\0';
+    return (long)n;
+}
+
+/* The tids of e's task folder (opened on first use) into c->tids. Returns
+ * the count, or -1 (unreadable, or the process is gone). */
+static long list_tids(stall_tree_collector_t *c, tproc_t *e) {
+    if (e->task_off) return -1;
+    if (e->task_fd < 0) {
+        char rel[64], path[PATH_MAX];
+        if (rel_of(rel, sizeof rel, e->pid, "task") < 0 || stall__lx_join(path, sizeof path, c->proc_root, rel) < 0)
+            return -1;
+        do
+            e->task_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        while (e->task_fd < 0 && errno == EINTR);
+        if (e->task_fd < 0) {
+            if (errno == EACCES || errno == EPERM) e->task_off = 1;
+            return -1;
+        }
+    }
+    if (lseek(e->task_fd, 0, SEEK_SET) < 0) return -1;
+    size_t nt = 0;
+    for (;;) {
+        long n = syscall(SYS_getdents64, e->task_fd, c->dents, sizeof c->dents);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        for (long off = 0; off + (long)offsetof(lx_dirent64_t, name) < n;) {
+            const lx_dirent64_t *d = (const lx_dirent64_t *)((const char *)c->dents + off);
+            if (d->reclen == 0) break;
+            off += d->reclen;
+            if (!is_number(d->name)) continue;
+            if (nt == c->tids_cap) {
+                size_t ncap = c->tids_cap ? c->tids_cap * 2 : 64;
+                uint32_t *t = realloc(c->tids, ncap * sizeof *t);
+                if (!t) return -1;
+                c->tids = t;
+                c->tids_cap = ncap;
+            }
+            c->tids[nt++] = to_u32(d->name);
+        }
+    }
+    return (long)nt;
+}
+
+/* System calls that wait on a socket, whatever the fd, and those that wait
+ * on their fd (the first argument), which is a socket or not. */
+static int is_socket_call(long nr) {
+    switch (nr) {
+#ifdef SYS_recvfrom
+    case SYS_recvfrom:
+#endif
+#ifdef SYS_recvmsg
+    case SYS_recvmsg:
+#endif
+#ifdef SYS_recvmmsg
+    case SYS_recvmmsg:
+#endif
+#ifdef SYS_sendto
+    case SYS_sendto:
+#endif
+#ifdef SYS_sendmsg
+    case SYS_sendmsg:
+#endif
+#ifdef SYS_sendmmsg
+    case SYS_sendmmsg:
+#endif
+#ifdef SYS_accept
+    case SYS_accept:
+#endif
+#ifdef SYS_accept4
+    case SYS_accept4:
+#endif
+#ifdef SYS_connect
+    case SYS_connect:
+#endif
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_fd_io_call(long nr) {
+    switch (nr) {
+#ifdef SYS_read
+    case SYS_read:
+#endif
+#ifdef SYS_readv
+    case SYS_readv:
+#endif
+#ifdef SYS_pread64
+    case SYS_pread64:
+#endif
+#ifdef SYS_preadv
+    case SYS_preadv:
+#endif
+#ifdef SYS_preadv2
+    case SYS_preadv2:
+#endif
+#ifdef SYS_write
+    case SYS_write:
+#endif
+#ifdef SYS_writev
+    case SYS_writev:
+#endif
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A thread of e in wait_woken: 1 when it waits on a socket, 0 when not (a
+ * tty, inotify...), -1 when that cannot be told (syscall unreadable, the
+ * thread woke up). */
+static int waits_on_socket(const tproc_t *e, uint32_t tid) {
+    char rel[64], b[256];
+    long nr;
+    uint64_t fd;
+    if (rel_of(rel, sizeof rel, tid, "syscall") < 0) return -1;
+    long n = read_at(e->task_fd, rel, b, sizeof b);
+    if (n < 0 || stall__parse_task_syscall(b, (size_t)n, &nr, &fd) < 0) return -1;
+    if (is_socket_call(nr)) return 1;
+    if (!is_fd_io_call(nr) || fd > INT32_MAX) return 0;
+    size_t l = 0;
+    rel[0] = '\0';
+    if (stall__lx_catu(rel, sizeof rel, &l, tid) < 0 || stall__lx_cat(rel, sizeof rel, &l, "/fd/") < 0 ||
+        stall__lx_catu(rel, sizeof rel, &l, fd) < 0)
+        return -1;
+    ssize_t k = readlinkat(e->task_fd, rel, b, sizeof b - 1);
+    if (k < 0) return -1;
+    return k >= 7 && memcmp(b, "socket:", 7) == 0;
+}
+
+/* What thread tid of e does now (TH_*): its stat, then its wchan when it
+ * sleeps. Returns 0, 1 when the thread is gone, -1 when unreadable. */
+static int thread_what(const tproc_t *e, uint32_t tid, uint32_t *what) {
+    char rel[64], b[160];
+    char state;
+    if (rel_of(rel, sizeof rel, tid, "stat") < 0) return -1;
+    long n = read_at(e->task_fd, rel, b, sizeof b);
+    if ((n < 0 && (errno == ENOENT || errno == ESRCH)) || n == 0) return 1; /* exited */
+    if (n < 0 || stall__parse_task_state(b, (size_t)n, &state) < 0) return -1;
+    *what = TH_OTHER;
+    if (state == 'R') {
+        *what = TH_RUN;
+    } else if (state == 'D') {
+        *what = TH_DISK;
+    } else if (state == 'S') {
+        if (rel_of(rel, sizeof rel, tid, "wchan") < 0 || (n = read_at(e->task_fd, rel, b, sizeof b)) < 0) return -1;
+        int w = stall__classify_wchan(b, (size_t)n);
+        if (w == STALL__WCHAN_NET || (w == STALL__WCHAN_NET_MAYBE && waits_on_socket(e, tid) != 0))
+            *what = TH_NET;
+        else if (w == STALL__WCHAN_SLEEP)
+            *what = TH_SLEEP;
+    }
+    return 0;
+}
+
+/* Counts e's threads by state into e->w_* and sets e->has_wait; clears it
+ * when the task folder, a thread's stat or a sleeping thread's wchan cannot
+ * be read. A thread gone between the listing and its read is left out. Each
+ * thread's schedstat is read first (about a third of the cost of stat and
+ * wchan): when its run and run-queue times are those of the last read, the
+ * thread has not run since and the last verdict stands. (A thread woken but
+ * not yet run is then still seen in its wait, for its run-queue delay.) */
+static void read_waits(stall_tree_collector_t *c, tproc_t *e) {
+    e->has_wait = 0;
+    long nt = list_tids(c, e);
+    if (nt <= 0) return;
+    if ((size_t)nt > c->thr_cap) {
+        thr_t *t = realloc(c->thr, (size_t)nt * sizeof *t);
+        if (!t) return;
+        c->thr = t;
+        c->thr_cap = (size_t)nt;
+    }
+    uint32_t count[5] = {0}, seen = 0, nthr = 0, j = 0;
+    for (long i = 0; i < nt; i++) {
+        uint32_t tid = c->tids[i];
+        if (e->pid == c->self_pid && tid == c->self_tid) {
+            seen++; /* the sampling thread: there, not counted */
+            continue;
+        }
+        char rel[64], b[128];
+        thr_t *t = &c->thr[nthr];
+        t->tid = tid;
+        int sched = rel_of(rel, sizeof rel, tid, "schedstat") == 0;
+        long n = sched ? read_at(e->task_fd, rel, b, sizeof b) : -1;
+        sched = n >= 0 && stall__parse_schedstat(b, (size_t)n, &t->run_ns, &t->wait_ns) == 0;
+        /* the same thread in the last read: usually at the same place */
+        const thr_t *old = NULL;
+        if (sched && e->nthr) {
+            for (uint32_t k = 0; k < e->nthr && !old; k++, j = j + 1 < e->nthr ? j + 1 : 0)
+                if (e->thr[j].tid == tid) old = &e->thr[j];
+        }
+        if (old && old->run_ns == t->run_ns && old->wait_ns == t->wait_ns) {
+            t->what = old->what;
+        } else {
+            int rc = thread_what(e, tid, &t->what);
+            if (rc > 0) continue; /* exited */
+            if (rc < 0) return;
+            if (!sched) t->run_ns = t->wait_ns = UINT64_MAX; /* never matches */
+        }
+        seen++;
+        count[t->what]++;
+        nthr++;
+    }
+    if (!seen) return; /* a live process has a thread: none read is not "none" */
+    if (nthr > e->capthr) {
+        thr_t *t = realloc(e->thr, nthr * sizeof *t);
+        if (!t) {
+            e->nthr = 0;
+            goto counts;
+        }
+        e->thr = t;
+        e->capthr = nthr;
+    }
+    if (nthr) memcpy(e->thr, c->thr, nthr * sizeof *e->thr);
+    e->nthr = nthr;
+counts:
+    e->has_wait = 1;
+    e->w_run = count[TH_RUN];
+    e->w_disk = count[TH_DISK];
+    e->w_net = count[TH_NET];
+    e->w_sleep = count[TH_SLEEP];
+}
+
 static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t now_ns, int pss_due,
                  stall_proc_sample_t *o) {
     const stall_pid_stat_t *st = &e->st;
@@ -486,6 +804,8 @@ static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t
     o->stime_ns = ticks_ns(c, st->stime);
     o->threads = st->threads;
     o->rss_bytes = st->rss_pages * c->page_size;
+    o->minflt = e->minflt;
+    o->majflt = e->majflt;
     o->valid = STALL_PROC_STAT;
 
     long n;
@@ -523,6 +843,21 @@ static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t
         o->valid |= STALL_PROC_PSS;
         o->pss_bytes = e->pss_bytes;
     }
+    /* at once for a new process, then at the cadence (unknown stays unknown
+     * in between: a failed read is not retried at every sample) */
+    if (!e->wait_tried || (c->gen + e->pid) % c->wait_every == 0) {
+        uint64_t t0 = stall__clock_ns(CLOCK_MONOTONIC);
+        e->wait_tried = 1;
+        read_waits(c, e);
+        c->wait_spent_ns += stall__clock_ns(CLOCK_MONOTONIC) - t0;
+    }
+    if (e->has_wait) {
+        o->valid |= STALL_PROC_WAIT;
+        o->threads_running = e->w_run;
+        o->threads_disk = e->w_disk;
+        o->threads_net = e->w_net;
+        o->threads_sleep = e->w_sleep;
+    }
 
     uint64_t ticks = st->utime + st->stime;
     if (e->has_prev && now_ns > e->prev_t_ns) {
@@ -530,6 +865,10 @@ static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t
         o->valid |= STALL_PROC_RATES;
         uint64_t dticks = ticks > e->prev_ticks ? ticks - e->prev_ticks : 0;
         o->cpu_util = (double)dticks / (double)c->clk_tck / (dt_ns / 1e9);
+        uint64_t dsys = st->stime > e->prev_stime ? st->stime - e->prev_stime : 0;
+        o->sys_util = (double)dsys / (double)c->clk_tck / (dt_ns / 1e9);
+        o->minflt_per_s = (double)(e->minflt > e->prev_minflt ? e->minflt - e->prev_minflt : 0) / (dt_ns / 1e9);
+        o->majflt_per_s = (double)(e->majflt > e->prev_majflt ? e->majflt - e->prev_majflt : 0) / (dt_ns / 1e9);
         if ((o->valid & STALL_PROC_IO) && e->prev_io) {
             o->read_bytes_per_s = (double)(o->read_bytes > e->prev_read ? o->read_bytes - e->prev_read : 0) / (dt_ns / 1e9);
             o->write_bytes_per_s =
@@ -541,6 +880,9 @@ static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t
     e->has_prev = 1;
     e->prev_t_ns = now_ns;
     e->prev_ticks = ticks;
+    e->prev_stime = st->stime;
+    e->prev_minflt = e->minflt;
+    e->prev_majflt = e->majflt;
     e->prev_io = (o->valid & STALL_PROC_IO) != 0;
     e->prev_read = o->read_bytes;
     e->prev_write = o->write_bytes;
@@ -553,6 +895,8 @@ stall_tree_collector_t *stall__tree_open(const char *proc_root, uint32_t root_pi
     if (!c) goto fail;
     stall__strlcpy(c->proc_root, proc_root && *proc_root ? proc_root : "/proc", sizeof c->proc_root);
     c->root_pid = root_pid ? root_pid : (uint32_t)getpid();
+    c->real_proc = strcmp(c->proc_root, "/proc") == 0 || strcmp(c->proc_root, "/proc/") == 0;
+    c->wait_every = WAIT_EVERY_MIN;
     c->clk_tck = sysconf(_SC_CLK_TCK);
     if (c->clk_tck <= 0) c->clk_tck = 100;
     long ps = sysconf(_SC_PAGESIZE);
@@ -577,6 +921,11 @@ size_t stall__tree_sample(stall_tree_collector_t *c, uint64_t now_ns, int pss_du
     if (++c->gen == 0) c->gen = 1;
     if (c->mode == MODE_UNKNOWN) detect_mode(c);
     if (c->mode == MODE_SCAN) scan_all(c);
+    c->self_pid = c->self_tid = 0;
+    if (c->real_proc) {
+        c->self_pid = (uint32_t)getpid();
+        c->self_tid = (uint32_t)syscall(SYS_gettid);
+    }
 
     c->order_n = 0;
     if (acquire(c, c->root_pid) == 0) push(c, c->root_pid, 0);
@@ -593,11 +942,17 @@ size_t stall__tree_sample(stall_tree_collector_t *c, uint64_t now_ns, int pss_du
         }
     }
 
+    c->wait_spent_ns = 0;
     for (size_t i = 0; i < c->order_n; i++) {
         stall_proc_sample_t tmp;
         tproc_t *e = find(c, c->order[i]);
         fill(c, e, c->depth[i], now_ns, pss_due, i < cap ? &out[i] : &tmp);
     }
+    c->wait_cost_ns = (7 * c->wait_cost_ns + c->wait_spent_ns) / 8;
+    if (c->wait_cost_ns > WAIT_BUDGET_NS && c->wait_every < WAIT_EVERY_MAX)
+        c->wait_every++;
+    else if (c->wait_cost_ns < WAIT_BUDGET_NS / 2 && c->wait_every > WAIT_EVERY_MIN)
+        c->wait_every--;
 
     /* free the entries of processes that left the tree */
     size_t ngone = 0;
@@ -617,5 +972,7 @@ void stall__tree_close(stall_tree_collector_t *c) {
     free(c->kids);
     free(c->scan);
     free(c->buf);
+    free(c->tids);
+    free(c->thr);
     free(c);
 }
