@@ -643,6 +643,86 @@ int stall_engine_set_tap(stall_engine_t *e, stall_record_fn fn, void *ctx);
  * (never for an observer engine). */
 void stall_engine_free(stall_engine_t *e, int remove);
 
+/* ------------------------------------------------------------ diagnosis */
+
+/* What an engine concludes about a run or a session: the training loop's
+ * breakdown, per-DataLoader figures and findings (a BottleneckType name,
+ * a severity = the share of wall time the cause costs, a one-line summary,
+ * the evidence numbers and suggestions with an expected speedup). Built by
+ * a table of detectors; stall_engine_add_detector adds your own to it. */
+
+typedef struct stall_diagnosis_t stall_diagnosis_t;
+typedef struct stall_finding_t stall_finding_t;
+
+/* The thresholds of the seeds' configs. A field <= 0 takes its default. */
+typedef struct stall_thresholds_t {
+    double bottleneck; /* data-wait share of the loop (or an operation's share of a session)
+                          from which it is a bottleneck (0.05) */
+    double memory;     /* used share of the memory the run may use: MEMORY_PRESSURE (0.9) */
+    double gpu;        /* used share of GPU memory: MEMORY_PRESSURE on the GPU (0.9) */
+    double cpu;        /* busy share of the usable cores (or of one core for a single
+                          thread) from which a run without a loop is CPU_BOUND (0.9) */
+    double gpu_busy;   /* GPU utilisation share from which the loop is GPU_BOUND (0.8) */
+} stall_thresholds_t;
+
+/* A detector: reads the diagnosis so far (stall_diagnosis_value) and, when
+ * it finds its cause, fills f (stall_finding_set, then evidence and
+ * suggestions) and returns 1; returns 0 for nothing found. It runs on the
+ * thread that called stall_engine_diagnose, after stall's own detectors
+ * (stall_diagnosis_finding_count/finding show what they found) and must not
+ * call back into the engine. A negative return is counted as nothing found. */
+typedef int (*stall_detector_fn)(const stall_diagnosis_t *d, stall_finding_t *f, void *ctx);
+
+/* Adds a detector to the engine's table under a name (unique per engine, at
+ * most 63 bytes, copied). At most 32 per engine. Returns 0, or -1 (bad or
+ * duplicate name, NULL fn, table full). */
+int stall_engine_add_detector(stall_engine_t *e, const char *name, stall_detector_fn fn, void *ctx);
+/* Removes the detector of that name; returns 0, or -1 when there is none. */
+int stall_engine_remove_detector(stall_engine_t *e, const char *name);
+
+/* Drains, then diagnoses session id (0: everything the engine saw) from the
+ * session's begin to its end (or now, while open) with the thresholds (NULL:
+ * defaults). The caller owns the result (stall_diagnosis_free). NULL with
+ * the error set for an unknown session or no memory. */
+stall_diagnosis_t *stall_engine_diagnose(stall_engine_t *e, uint64_t id, const stall_thresholds_t *th);
+void stall_diagnosis_free(stall_diagnosis_t *d);
+
+/* A measured value by name (NaN when unknown or not a name): data_wait_frac,
+ * compute_frac, loop_s, wait_s, step_s, warmup_s, fetch_s, collate_s,
+ * sampler_s, pin_s, h2d_s, h2d_pageable_s, backward_s, optimizer_s,
+ * duration_s, batches, usable_cores, main_cpu_cores, workers_cpu_cores,
+ * idle_cores, runq_wait_cores, iowait_cores, mem_used_frac_max,
+ * psi_mem_some_max_pct, psi_io_some_max_pct, disk_busy_mean,
+ * tree_io_bytes_per_s, gpu_util_mean_pct, gpu_mem_used_frac_max, loaders,
+ * num_workers (of the loader the loop waited on most) ... The full list:
+ * stall_diagnosis_value_name(i) for i = 0, 1, ... until NULL. */
+double stall_diagnosis_value(const stall_diagnosis_t *d, const char *name);
+const char *stall_diagnosis_value_name(int i);
+
+/* Findings, strongest first (after stall_engine_diagnose returned; inside a
+ * detector: those found so far). */
+int stall_diagnosis_finding_count(const stall_diagnosis_t *d);
+const stall_finding_t *stall_diagnosis_finding(const stall_diagnosis_t *d, int i); /* NULL out of range */
+const char *stall_finding_type(const stall_finding_t *f);
+double stall_finding_severity(const stall_finding_t *f);
+const char *stall_finding_summary(const stall_finding_t *f);
+
+/* For detectors: set the type (a BottleneckType name or your own, letters,
+ * digits and '_', at most 39 bytes), the severity (clamped to 0..1) and the
+ * summary (truncated to 319 bytes). Returns 0, or -1 for a bad type. */
+int stall_finding_set(stall_finding_t *f, const char *type, double severity, const char *summary);
+/* Adds an evidence number (at most 20 per finding; key at most 31 bytes). */
+int stall_finding_evidence(stall_finding_t *f, const char *key, double value);
+/* Adds a suggestion (at most 4): what to change, the expected speedup (NaN:
+ * unknown) and why. */
+int stall_finding_suggest(stall_finding_t *f, const char *action, double expected_speedup, const char *why);
+
+/* The diagnosis as JSON, the same shapes as report.json's "bottlenecks",
+ * "breakdown" and "loaders": {"bottlenecks":[...],"breakdown":{...},
+ * "loaders":[...]}. malloc'd, NUL-terminated (length in *len if not NULL);
+ * NULL with the error set when out of memory. */
+char *stall_diagnosis_json(const stall_diagnosis_t *d, size_t *len);
+
 /* -------------------------------------------------------------- logging */
 
 typedef enum stall_log_level_t {

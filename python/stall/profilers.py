@@ -450,58 +450,63 @@ class _SessionCore:
         }
 
     def _detect(self, s, ops, wall_ns, eng, metrics):
+        """The findings of a session: the C detectors' table (analyze.c) with
+        this config's thresholds, the custom detectors joining it."""
         bshare, mem_share, gpu_share, cpu_pct = _thresholds(self.config)
         cfg = self.config
-        out = []
-        for name, o in ops.items():
-            if name == s.name:  # the span wrapping the whole session (profile_context)
-                continue
-            if o["share"] is not None and o["share"] >= bshare:
-                out.append({
-                    "type": o["type"], "severity": min(1.0, o["share"]), "operation": name,
-                    "evidence": {k: o[k] for k in ("total_time", "self_time", "count", "share", "self_share", "processes")},
-                    "message": f"{name} took {o['share']:.0%} of the session's wall time "
-                               f"({o['total_time']:.3f} s in {o['count']} calls)",
-                })
-        latest = eng.latest()
-        ms = _mem_share(latest)
-        if getattr(cfg, "enable_memory_tracking", True) and ms is not None and ms >= mem_share:
-            out.append({"type": _T.MEMORY_PRESSURE.value, "severity": min(1.0, ms), "metric": "memory",
-                        "evidence": {"memory_used_share": ms, "threshold": mem_share,
-                                     "mem_usable_available_bytes": latest.get("mem_usable_available_bytes"),
-                                     "mem_total_bytes": latest.get("mem_total_bytes")},
-                        "message": f"memory {ms:.0%} used (threshold {mem_share:.0%})"})
-        gs = None
-        if getattr(cfg, "enable_gpu_tracking", getattr(cfg, "enable_gpu_profiling", True)):
-            gm = gpu_memory(eng)
-            gs = gm["share"]
-            if gs is not None and gs >= gpu_share:
-                out.append({"type": _T.MEMORY_PRESSURE.value, "severity": min(1.0, gs), "metric": "gpu_memory",
-                            "evidence": {"gpu_memory_share": gs, "threshold": gpu_share,
-                                         "allocated": gm["allocated"], "reserved": gm["reserved"], "total": gm["total"]},
-                            "message": f"GPU memory {gs:.0%} used (threshold {gpu_share:.0%})"})
-        cpu = _cpu_pct(latest)
-        if getattr(cfg, "enable_cpu_tracking", True) and cpu is not None and cpu >= cpu_pct:
-            out.append({"type": _T.CPU_BOUND.value, "severity": min(1.0, cpu / 100.0), "metric": "cpu",
-                        "evidence": {"cpu_usage": cpu, "threshold": cpu_pct},
-                        "message": f"CPU {cpu:.0f}% busy (threshold {cpu_pct:.0f}%)"})
+        latest = eng.latest() or {}
+        custom = []   # (python type, full finding dict) per custom finding, in call order
+        dets = []
         if self._detectors:
-            m = dict(latest or {})
-            m.update(metrics.to_dict())
-            m.update(session_id=s.session_id, wall_time=wall_ns * _NS, operations=ops,
-                     memory_used_share=ms, gpu_memory_share=gs, findings=list(out))
-            m.update(self._user_metrics)  # record_metric(): the user's own, by name
-            for fn in self._detectors:
-                try:
-                    r = fn(m)
-                except Exception:
-                    log.exception("stall: custom bottleneck detector %r raised; ignored", getattr(fn, "__name__", fn))
-                    continue
-                f = _custom_finding(fn, r)
-                if f is not None:
-                    out.append(f)
+            base = dict(latest)
+            base.update(metrics.to_dict())
+            base.update(session_id=s.session_id, wall_time=wall_ns * _NS, operations=ops,
+                        memory_used_share=_mem_share(latest))
+            for i, fn in enumerate(self._detectors):
+                dets.append((f"python{i}", _detector_adapter(fn, base, self._user_metrics, custom)))
+        doc = _json.loads(eng.diagnose(s.engine_id, bottleneck=bshare, memory=min(1.0, mem_share),
+                                       gpu=min(1.0, gpu_share), cpu=min(1.0, cpu_pct / 100.0), detectors=dets))
+        keep = {"MEMORY_PRESSURE": getattr(cfg, "enable_memory_tracking", True),
+                "CPU_BOUND": getattr(cfg, "enable_cpu_tracking", True)}
+        gpu_on = getattr(cfg, "enable_gpu_tracking", getattr(cfg, "enable_gpu_profiling", True))
+        for t in ("GPU_BOUND", "GPU_UNDERUTILIZED", "GPU_TRANSFER_OVERHEAD"):
+            keep[t] = gpu_on
+        out = []
+        for f in doc["bottlenecks"]:
+            if not keep.get(f["type"], True):
+                continue
+            out.append(self._finding(f, ops, custom))
         out.sort(key=lambda f: -f["severity"])
         return out
+
+    def _finding(self, f, ops, custom):
+        """A C finding as the Python API shows it: the type as BottleneckType's
+        value (an operation's own type when the user gave one), message."""
+        ev = f.get("evidence") or {}
+        d = {"type": f["type"], "title": f.get("title"), "severity": f["severity"], "summary": f["summary"],
+             "message": f["summary"], "evidence": ev, "suggestions": f.get("suggestions", [])}
+        op = ev.get("operation")
+        if op is not None:
+            d["operation"] = op
+            t = self._op_types.get(op)
+            d["type"] = _tv(t) if t is not None else BottleneckType[f["type"]].value
+            o = ops.get(op)
+            if o is not None:
+                d["evidence"] = {k: o[k] for k in ("total_time", "self_time", "count", "share", "self_share", "processes")}
+            return d
+        for i, (ctype, full) in enumerate(custom):
+            if ctype == f["type"] and full.get("_summary") == f["summary"]:
+                custom.pop(i)
+                full = {k: v for k, v in full.items() if k != "_summary"}
+                full["severity"] = f["severity"]
+                full.setdefault("suggestions", d["suggestions"])
+                return full
+        try:
+            d["type"] = BottleneckType[f["type"]].value
+        except KeyError:
+            pass
+        d["metric"] = _METRIC_OF.get(f["type"], "diagnosis")
+        return d
 
     def record_metric(self, name, value):
         """Records a metric of your own (its latest value) under `name`; custom
@@ -580,6 +585,50 @@ def _custom_finding(fn, r):
             "evidence": {"detector": getattr(fn, "__name__", repr(fn))},
             "detector": getattr(fn, "__name__", repr(fn)),
             "message": f"custom detector {getattr(fn, '__name__', fn)} reported {t}"}
+
+
+_METRIC_OF = {"MEMORY_PRESSURE": "memory", "CPU_BOUND": "cpu", "GPU_BOUND": "gpu", "GPU_UNDERUTILIZED": "gpu",
+              "IO_BOUND": "io", "MEMORY_BOUND": "memory", "NETWORK_BOUND": "network"}
+
+
+def _c_type(t):
+    """A finding type as the C table takes it: letters, digits and '_'."""
+    name = t.name if isinstance(t, _enum.Enum) else str(t)
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in name)[:39] or "custom"
+
+
+def _detector_adapter(fn, base, user_metrics, found):
+    """A user's detector as an entry of the C table: builds the metrics dict
+    (the diagnosis' values, the session's metrics, record_metric()'s values,
+    the findings so far), calls fn, and returns what the table takes. An
+    exception inside fn is logged and ignored, as add_custom_bottleneck_detector
+    promises."""
+    def run(values, findings):
+        m = dict(base)
+        m.update({k: v for k, v in values.items() if v is not None})
+        m["findings"] = findings
+        m.update(user_metrics)
+        try:
+            r = fn(m)
+        except Exception:
+            log.exception("stall: custom bottleneck detector %r raised; ignored", getattr(fn, "__name__", fn))
+            return None
+        f = _custom_finding(fn, r)
+        if f is None:
+            return None
+        raw = r[0] if isinstance(r, tuple) and len(r) == 2 else r
+        ctype = _c_type(raw.get("type", "custom") if isinstance(raw, dict) else raw)
+        try:
+            sev = float(f.get("severity", 1.0))
+        except (TypeError, ValueError):
+            sev = 1.0
+        summary = str(f.get("message", ""))[:300]
+        f["_summary"] = summary
+        found.append((ctype, f))
+        ev = {k: v for k, v in (f.get("evidence") or {}).items()
+              if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return (ctype, sev if sev == sev else 0.0, summary, ev)
+    return run
 
 
 def _write_json(path, doc):

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -272,8 +273,16 @@ static void suggest_workers(const ctx_t *c, stall_finding_t *f, const stall_load
     if (s) PARAM(s, "num_workers", n, 0);
 }
 
+/* The tree's threads wait on network sockets more than on storage: at
+ * least a fifth of a thread on average, and more than in D state. */
+static int net_waits(const stall_analysis_t *a) {
+    return isfinite(a->threads_net) && a->threads_net >= 0.2 &&
+           (!isfinite(a->threads_disk) || a->threads_net > a->threads_disk);
+}
+
 /* input-bound: why? One finding, the most specific cause that measurements support. */
-static int detect_input(ctx_t *c, stall_finding_t *f) {
+static int detect_input(ctx_t *c, stall_finding_t *f, int cap) {
+    (void)cap;
     stall_analysis_t *a = c->a;
     const stall_loader_t *l = c->worst;
     if (!l || !a->loop_ns || a->data_wait_frac < c->in->th.bottleneck) return 0;
@@ -342,8 +351,24 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
                 "collate costs %.2f ms per batch; the speedup is for a collate 10x cheaper",
                 per_batch_ms(l->collate_ns, l->fetches));
         suggest_workers(c, f, l);
+    } else if (isfinite(demand) && demand < 0.5 && net_waits(a)) {
+        /* off-CPU, and the tree's threads sit in socket receives more than on storage */
+        stall__strlcpy(f->type, "NETWORK_BOUND", sizeof f->type);
+        summary(f, "The loop waits for data %.0f%% of the time; fetching a batch takes %.1f ms but only %.0f%% "
+                   "of it on a CPU, and %.1f thread(s) on average wait on network sockets (%.1f on storage): "
+                   "the dataset waits on the network.",
+                wait_pct, per_batch_ms(l->fetch_ns, l->fetches), 100 * cpu, a->threads_net,
+                isfinite(a->threads_disk) ? a->threads_disk : 0.0);
+        EV(f, "threads_net_wait", a->threads_net, 2);
+        EV(f, "threads_disk_wait", a->threads_disk, 2);
+        suggest_workers(c, f, l);
+        suggest(f, NAN, "Fetch several samples per request, or stage the dataset on local storage / in memory "
+                        "before training (each sample now pays a network round trip)",
+                "%.0f%% of fetch time is spent off-CPU, waiting on sockets", 100 * (1 - cpu));
     } else if (isfinite(demand) && demand < 0.5) {
         stall__strlcpy(f->type, "SLOW_DISK_IO", sizeof f->type);
+        EV(f, "threads_disk_wait", a->threads_disk, 2);
+        EV(f, "threads_sleeping", a->threads_sleep, 2);
         summary(f, "The loop waits for data %.0f%% of the time; fetching a batch takes %.1f ms but only %.0f%% "
                    "of it on a CPU: the dataset waits on storage or network.",
                 wait_pct, per_batch_ms(l->fetch_ns, l->fetches), 100 * cpu);
@@ -386,7 +411,8 @@ static int detect_input(ctx_t *c, stall_finding_t *f) {
 }
 
 /* host-to-device copies from pageable memory taking a share of the loop */
-static int detect_transfer(ctx_t *c, stall_finding_t *f) {
+static int detect_transfer(ctx_t *c, stall_finding_t *f, int cap) {
+    (void)cap;
     stall_analysis_t *a = c->a;
     if (!a->loop_ns || !a->h2d_ns) return 0;
     double share = (double)a->h2d_ns / (double)a->loop_ns;
@@ -414,10 +440,22 @@ static int detect_transfer(ctx_t *c, stall_finding_t *f) {
     return 1;
 }
 
-static int detect_memory(ctx_t *c, stall_finding_t *f) {
+static int detect_memory(ctx_t *c, stall_finding_t *f, int cap) {
+    (void)cap;
     stall_analysis_t *a = c->a;
     int full = isfinite(a->mem_used_frac_max) && a->mem_used_frac_max >= c->in->th.memory;
     int psi = isfinite(a->psi_mem_some_max) && a->psi_mem_some_max >= 10.0;
+    int gpu_full = isfinite(a->gpu_mem_used_frac_max) && a->gpu_mem_used_frac_max >= c->in->th.gpu;
+    if (!full && !psi && gpu_full) {
+        stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
+        f->severity = 0.05; /* a risk (out-of-memory), not time lost yet */
+        summary(f, "GPU memory is short: up to %.0f%% of it was used (threshold %.0f%%).",
+                100 * a->gpu_mem_used_frac_max, 100 * c->in->th.gpu);
+        EV(f, "gpu_mem_used_frac_max", a->gpu_mem_used_frac_max, 3);
+        suggest(f, NAN, "Lower GPU memory: a smaller batch with gradient accumulation, mixed precision, "
+                        "or activation checkpointing", "GPU memory peaked at %.0f%%", 100 * a->gpu_mem_used_frac_max);
+        return 1;
+    }
     if (!full && !psi) return 0;
     stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
     /* time lost to reclaim: the pressure share itself, at least a nominal 5% when only the fill level shows */
@@ -442,8 +480,10 @@ static int detect_memory(ctx_t *c, stall_finding_t *f) {
 }
 
 /* not input-bound: the loop computes. Which resource? */
-static int detect_compute(ctx_t *c, stall_finding_t *f) {
+static int detect_compute(ctx_t *c, stall_finding_t *f, int cap) {
+    (void)cap;
     stall_analysis_t *a = c->a;
+    f->resource = 1;
     double compute_ns = a->loop_ns ? (double)a->step_ns : (double)a->duration_ns;
     f->severity = compute_ns / (double)a->duration_ns;
     if (a->loop_ns) {
@@ -454,7 +494,7 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
     EV(f, "usable_cores", a->usable_cores, 2);
     if (a->has_gpu && isfinite(a->gpu_util_mean)) {
         EV(f, "gpu_util_mean_pct", a->gpu_util_mean, 1);
-        if (a->gpu_util_mean >= 100 * c->in->th.gpu) {
+        if (a->gpu_util_mean >= 100 * c->in->th.gpu_busy) {
             stall__strlcpy(f->type, "GPU_BOUND", sizeof f->type);
             summary(f, "The GPU is busy %.0f%% of the time and the loop waits for data only %.0f%%: "
                        "training is limited by GPU compute.",
@@ -476,6 +516,18 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
         return 1;
     }
     int input_bound = a->loop_ns && a->data_wait_frac >= c->in->th.bottleneck;
+    if (!a->loop_ns) {
+        /* no training loop: CPU-bound only when the CPU is measured busy,
+         * across the usable cores or on one core (a single Python thread) */
+        double tree = a->tree_cpu_cores;
+        int busy = isfinite(tree) && ((isfinite(a->usable_cores) && tree >= c->in->th.cpu * a->usable_cores) ||
+                                      (isfinite(a->main_cpu_cores) && a->main_cpu_cores >= c->in->th.cpu));
+        if (!busy) return 0;
+        EV(f, "tree_cpu_cores", tree, 2);
+        /* the busier of: one core saturated, all usable cores busy */
+        double share = isfinite(a->usable_cores) && a->usable_cores > 0 ? tree / a->usable_cores : 0;
+        f->severity = fmin(1.0, fmax(share, isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0));
+    }
     /* a step that is mostly off-CPU while the tree reads/writes storage and
      * tasks stall on I/O is bound by storage, not by the CPU */
     double step_cpu = a->loop_ns && a->compute_frac > 0.05 && isfinite(a->main_cpu_cores)
@@ -484,6 +536,51 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
     int io_stalled = (isfinite(a->psi_io_some_mean) && a->psi_io_some_mean >= 10.0) ||
                      (isfinite(a->iowait_cores) && a->iowait_cores >= 0.3) ||
                      (isfinite(a->disk_busy_mean) && a->disk_busy_mean >= 0.3);
+    /* the step's CPU time goes to the kernel faulting in fresh pages (large
+     * allocations returned to the OS and mapped again every step) or to
+     * reclaim and swap-in: memory-bound */
+    double kernel = isfinite(a->main_sys_cores) && isfinite(a->main_cpu_cores) && a->main_cpu_cores > 0.05
+                        ? a->main_sys_cores / a->main_cpu_cores
+                        : NAN;
+    if (!input_bound && a->loop_ns && isfinite(kernel) && kernel >= 0.3 && isfinite(a->tree_faults_per_s) &&
+        a->tree_faults_per_s >= 20000) {
+        stall__strlcpy(f->type, "MEMORY_BOUND", sizeof f->type);
+        double lost = kernel * fmin(1.0, isfinite(step_cpu) ? step_cpu : 1.0); /* share of the step in the kernel */
+        f->severity = lost * a->compute_frac * (double)a->loop_ns / (double)a->duration_ns;
+        summary(f, "The loop does not wait for data (%.0f%%), but %.0f%% of the training process's CPU time "
+                   "is spent in the kernel while the tree takes %.0f page faults/s (%.0f MB/s of memory "
+                   "mapped afresh): the step is bound by memory allocation, not by its math.",
+                100 * a->data_wait_frac, 100 * kernel, a->tree_faults_per_s, a->tree_faults_per_s * 4096 / 1e6);
+        EV(f, "kernel_cpu_frac", kernel, 2);
+        EV(f, "main_sys_cores", a->main_sys_cores, 2);
+        EV(f, "tree_faults_per_s", a->tree_faults_per_s, 0);
+        EV(f, "tree_majflt_per_s", a->tree_majflt_per_s, 0);
+        EV(f, "psi_mem_some_max_pct", a->psi_mem_some_max, 1);
+        suggest(f, 1.0 / fmax(0.05, 1.0 - 0.8 * lost),
+                "Reuse memory between steps: preallocate tensors and write into them (out=, in-place ops) "
+                "instead of allocating large temporaries every step",
+                "%.0f%% of the step runs in the kernel mapping fresh pages; the speedup is for removing 80%% "
+                "of that", 100 * lost);
+        suggest(f, NAN, "Or keep freed memory in the process: run with a caching allocator "
+                        "(LD_PRELOAD=libjemalloc.so.2, Debian package libjemalloc2)",
+                "glibc returns allocations above its mmap threshold (32 MB at most) to the kernel on free");
+        return 1;
+    }
+    if (!input_bound && isfinite(step_cpu) && step_cpu < 0.5 && net_waits(a) &&
+        (!isfinite(a->disk_busy_mean) || a->disk_busy_mean < 0.3)) {
+        stall__strlcpy(f->type, "NETWORK_BOUND", sizeof f->type);
+        summary(f, "The loop does not wait for data (%.0f%%), but its steps are on a CPU only %.0f%% of the "
+                   "time while %.1f thread(s) on average wait on network sockets: the step waits for the network.",
+                100 * a->data_wait_frac, 100 * step_cpu, a->threads_net);
+        EV(f, "step_cpu_frac", step_cpu, 2);
+        EV(f, "threads_net_wait", a->threads_net, 2);
+        suggest(f, 1.0 / fmax(0.05, 1.0 - (1.0 - step_cpu) * 0.9),
+                "Overlap network transfers with compute (asynchronous requests or collectives, larger "
+                "messages, fewer round trips per step)",
+                "the step is off-CPU %.0f%% of the time on sockets; the speedup is for hiding 90%% of that",
+                100 * (1 - step_cpu));
+        return 1;
+    }
     if (!input_bound && isfinite(step_cpu) && step_cpu < 0.5 && io_stalled) {
         stall__strlcpy(f->type, "IO_BOUND", sizeof f->type);
         summary(f, "The loop does not wait for data (%.0f%%), but its steps are on a CPU only %.0f%% of the "
@@ -512,8 +609,8 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
                    "the model's own compute is the limit.",
                 100 * a->compute_frac, 100 * a->data_wait_frac);
     else
-        summary(f, "No DataLoader loop was seen; the program spent its time computing on the CPU "
-                   "(%.1f core(s) on average).", isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0.0);
+        summary(f, "No DataLoader loop was seen; the program kept the CPU busy (%.1f core(s) on average, "
+                   "%.1f in its main process).", a->tree_cpu_cores, isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0.0);
     if (!a->loop_ns) {
         suggest(f, NAN, "Profile where the CPU time goes (perf top, py-spy) and optimise the hottest functions",
                 "no training loop was seen, so stall cannot split the time further");
@@ -532,8 +629,52 @@ static int detect_compute(ctx_t *c, stall_finding_t *f) {
     return 1;
 }
 
-typedef int (*detector_fn)(ctx_t *c, stall_finding_t *f);
+/* An operation of the user's own (a profile_operation span, a C API span)
+ * taking at least th.bottleneck of the session: one finding each, typed by
+ * its kind (the Python API retypes it with the type the user gave). */
+static const char *const type_of_kind[STALL_KIND_COUNT_] = {
+    [STALL_KIND_OTHER] = "UNKNOWN",          [STALL_KIND_DATA_LOADING] = "DATA_LOADING",
+    [STALL_KIND_PREPROCESSING] = "PREPROCESSING", [STALL_KIND_CPU_COMPUTE] = "CPU_COMPUTATION",
+    [STALL_KIND_GPU_COMPUTE] = "GPU_COMPUTATION", [STALL_KIND_TRANSFER] = "DATA_TRANSFER",
+    [STALL_KIND_IO] = "IO_OPERATIONS",       [STALL_KIND_DATA_WAIT] = "DATA_LOADING",
+    [STALL_KIND_STEP] = "UNKNOWN",           [STALL_KIND_SESSION] = "UNKNOWN",
+};
 
+static int stall_made(const char *name) {
+    if (!strncmp(name, "train.", 6) || !strncmp(name, "h2d.", 4)) return 1;
+    return name[0] == 'd' && name[1] == 'l' && name[2] >= '0' && name[2] <= '9'; /* dl<pid>.<n>.* */
+}
+
+static int detect_operations(ctx_t *c, stall_finding_t *f, int cap) {
+    const stall_analysis_in_t *in = c->in;
+    if (!in->op_findings) return 0;
+    double wall = (double)c->a->duration_ns;
+    int n = 0;
+    for (size_t i = 0; i < c->nops && n < cap; i++) { /* largest total first */
+        const stall_op_stats_t *o = &c->ops[i];
+        if (o->kind == STALL_KIND_SESSION || stall_made(o->name)) continue;
+        if (in->session_name && !strcmp(o->name, in->session_name)) continue; /* the span around the session */
+        double share = (double)o->total_ns / wall;
+        if (share < in->th.bottleneck) break;
+        stall_finding_t *x = &f[n++];
+        stall__strlcpy(x->type, type_of_kind[o->kind < STALL_KIND_COUNT_ ? o->kind : 0], sizeof x->type);
+        x->severity = share;
+        summary(x, "%s took %.0f%% of the session's wall time (%.3f s in %llu calls).", o->name, 100 * share,
+                (double)o->total_ns / NS, (unsigned long long)o->count);
+        kv_str(x->evidence, &x->nevidence, STALL_MAX_EVIDENCE, "operation", o->name);
+        EV(x, "share", share, 4);
+        EV(x, "self_share", (double)o->self_ns / wall, 4);
+        EV(x, "total_time_s", (double)o->total_ns / NS, 6);
+        EV(x, "self_time_s", (double)o->self_ns / NS, 6);
+        EV(x, "count", (double)o->count, 0);
+        EV(x, "processes", (double)o->processes, 0);
+    }
+    return n;
+}
+
+typedef int (*detector_fn)(ctx_t *c, stall_finding_t *f, int cap);
+
+/* stall's own detectors, in order; added ones (stall_engine_add_detector) run after them */
 static const struct {
     const char *name;
     detector_fn fn;
@@ -542,6 +683,7 @@ static const struct {
     {"transfer", detect_transfer},
     {"memory", detect_memory},
     {"compute", detect_compute},
+    {"operations", detect_operations},
 };
 
 static const struct {
@@ -560,7 +702,8 @@ static const struct {
     {"GPU_BOUND", "Compute-bound on the GPU"},
     {"GPU_UNDERUTILIZED", "GPU underused"},
     {"IO_BOUND", "I/O-bound"},
-    {"MEMORY_BOUND", "Memory-bound"},
+    {"MEMORY_BOUND", "Memory-bound: the step waits on page faults"},
+    {"NETWORK_BOUND", "Network-bound"},
 };
 
 const char *stall__finding_title(const char *type) {
@@ -636,12 +779,18 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     stall_analysis_in_t in = *in_;
     if (in.th.bottleneck <= 0) in.th.bottleneck = 0.05;
     if (in.th.memory <= 0) in.th.memory = 0.9;
-    if (in.th.gpu <= 0) in.th.gpu = 0.8;
+    if (in.th.gpu <= 0) in.th.gpu = 0.9;
+    if (in.th.cpu <= 0) in.th.cpu = 0.9;
+    if (in.th.gpu_busy <= 0) in.th.gpu_busy = 0.8;
     memset(a, 0, sizeof *a);
     ctx_t c = {&in, a, NULL, 0, NULL, 1.0};
     c.ops = malloc(MAX_OPS * sizeof *c.ops);
     if (!c.ops) return stall__err("stall__analyze: out of memory");
-    ssize_t n = stall_agg_ops(in.agg, 0, c.ops, MAX_OPS);
+    ssize_t n = stall_agg_ops(in.agg, in.session_id, c.ops, MAX_OPS);
+    if (n < 0) {
+        free(c.ops);
+        return -1; /* unknown session: its error is set */
+    }
     c.nops = n < 0 ? 0 : (size_t)(n > MAX_OPS ? MAX_OPS : n);
     a->duration_ns = in.end_ns > in.start_ns ? in.end_ns - in.start_ns : 1;
     a->nloaders = stall__loaders_read(in.session_dir, a->loaders, STALL_MAX_LOADERS);
@@ -664,7 +813,7 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         }
     }
     uint64_t kt[STALL_KIND_COUNT_] = {0};
-    stall_agg_kind_time(in.agg, 0, kt);
+    stall_agg_kind_time(in.agg, in.session_id, kt);
     /* the loop's iterations: its steps (zip(a, b) delivers two batches a step) */
     const stall_op_stats_t *steps = op_named(&c, "train.step");
     for (int i = 0; i < a->nloaders; i++) a->batches += a->loaders[i].batches;
@@ -723,10 +872,27 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
             cap = (double)y.cg_mem_limit_bytes;
         if (cap > 0) a->mem_used_frac_max = fmin(1.0, fmax(0.0, 1.0 - avail_min / cap));
     }
+    a->gpu_mem_used_frac_max = NAN;
     if (in.sampler && stall_sampler_gpus(in.sampler, NULL, 0) > 0) {
         a->has_gpu = 1;
         a->gpu_util_mean = series_stat(in.sampler, STALL_M_GPU_UTIL, t0, t1, MEAN);
+        stall_gpu_t g[16];
+        size_t ng = stall_sampler_gpus(in.sampler, g, 16);
+        double total = 0;
+        for (size_t i = 0; i < ng && i < 16; i++)
+            if (g[i].valid & STALL_GPU_MEM) total += (double)g[i].mem_total_bytes;
+        double used = series_stat(in.sampler, STALL_M_GPU_MEM_USED, in.start_ns, in.end_ns, MAX);
+        if (total > 0 && isfinite(used)) a->gpu_mem_used_frac_max = fmin(1.0, used / total);
     }
+    a->main_sys_cores = series_stat(in.sampler, STALL_M_MAIN_SYS_CPU, t0, t1, MEAN);
+    a->tree_faults_per_s = series_stat(in.sampler, STALL_M_TREE_FAULTS, t0, t1, MEAN);
+    a->tree_majflt_per_s = series_stat(in.sampler, STALL_M_TREE_MAJFLT, t0, t1, MEAN);
+    a->threads_disk = series_stat(in.sampler, STALL_M_TREE_WAIT_DISK, t0, t1, MEAN);
+    a->threads_net = series_stat(in.sampler, STALL_M_TREE_WAIT_NET, t0, t1, MEAN);
+    a->threads_sleep = series_stat(in.sampler, STALL_M_TREE_WAIT_SLEEP, t0, t1, MEAN);
+    a->tree_cpu_cores = isfinite(a->main_cpu_cores)
+                            ? a->main_cpu_cores + (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0)
+                            : NAN;
     /* cores left for data loading: all usable ones minus what the step needs */
     if (isfinite(a->usable_cores)) {
         double main_need = 1.0;
@@ -741,21 +907,36 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
 
     for (size_t i = 0; i < sizeof detectors / sizeof detectors[0] && a->nfindings < STALL_MAX_FINDINGS; i++) {
         stall_finding_t *f = &a->findings[a->nfindings];
+        int cap = STALL_MAX_FINDINGS - a->nfindings;
+        memset(f, 0, (size_t)cap * sizeof *f);
+        int got = detectors[i].fn(&c, f, cap);
+        for (int k = 0; k < got && k < cap; k++) {
+            f[k].severity = fmin(1.0, fmax(0.0, f[k].severity));
+            a->nfindings++;
+        }
+    }
+    for (int i = 0; i < in.ncustom && a->nfindings < STALL_MAX_FINDINGS; i++) {
+        stall_finding_t *f = &a->findings[a->nfindings];
         memset(f, 0, sizeof *f);
-        if (detectors[i].fn(&c, f) > 0) {
-            if (f->severity < 0) f->severity = 0;
-            if (f->severity > 1) f->severity = 1;
+        if (in.custom[i].fn(a, f, in.custom[i].ctx) > 0 && f->type[0]) {
+            if (!isfinite(f->severity)) f->severity = 0;
+            f->severity = fmin(1.0, fmax(0.0, f->severity));
             a->nfindings++;
         }
     }
     qsort(a->findings, (size_t)a->nfindings, sizeof a->findings[0], finding_cmp);
     /* The compute finding says which resource the step uses, not a cost to
-     * remove: it leads when the loop is not input-bound, else it comes after
-     * the causes whose fix the suggestions predict. Memory pressure (a run
+     * remove: it leads unless a cause with a fix (data waits, copies to the GPU)
+     * costs at least the bottleneck threshold. Memory pressure (a run
      * near its OOM kill, reclaim stalls) goes before it. */
-    int input_bound = a->loop_ns && a->data_wait_frac >= in.th.bottleneck;
+    int has_cause = a->loop_ns && a->data_wait_frac >= in.th.bottleneck;
+    /* a cause with a fix costing at least the threshold (data waits, copies) */
+    for (int i = 0; i < a->nfindings; i++)
+        if (!a->findings[i].resource && strcmp(a->findings[i].type, "MEMORY_PRESSURE") &&
+            a->findings[i].severity >= in.th.bottleneck && a->loop_ns)
+            has_cause = 1;
     int mem_first = 0;
-    for (int i = 0; i < a->nfindings && !input_bound; i++)
+    for (int i = 0; i < a->nfindings && !has_cause; i++)
         if (!strcmp(a->findings[i].type, "MEMORY_PRESSURE")) {
             stall_finding_t f = a->findings[i];
             memmove(&a->findings[1], &a->findings[0], (size_t)i * sizeof f);
@@ -763,11 +944,9 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
             mem_first = 1;
         }
     for (int i = 0; i < a->nfindings; i++) {
-        const char *t = a->findings[i].type;
-        if (strcmp(t, "CPU_BOUND") && strcmp(t, "GPU_BOUND") && strcmp(t, "GPU_UNDERUTILIZED") && strcmp(t, "IO_BOUND"))
-            continue;
+        if (!a->findings[i].resource) continue;
         stall_finding_t f = a->findings[i];
-        if (input_bound) {
+        if (has_cause) {
             memmove(&a->findings[i], &a->findings[i + 1], (size_t)(a->nfindings - i - 1) * sizeof f);
             a->findings[a->nfindings - 1] = f;
         } else {
@@ -777,5 +956,105 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         break;
     }
     free(c.ops);
+    return 0;
+}
+
+/* ------------------------------------------------------------ public */
+
+enum { V_NS, V_U64, V_DBL, V_INT };
+#define VNS(name, field) {name, V_NS, offsetof(stall_analysis_t, field)}
+#define VDBL(name, field) {name, V_DBL, offsetof(stall_analysis_t, field)}
+static const struct {
+    const char *name;
+    int type;
+    size_t off;
+} values[] = {
+    VDBL("data_wait_frac", data_wait_frac), VDBL("compute_frac", compute_frac),
+    VNS("loop_s", loop_ns), VNS("wait_s", wait_ns), VNS("step_s", step_ns), VNS("warmup_s", warmup_ns),
+    VNS("fetch_s", fetch_ns), VNS("collate_s", collate_ns), VNS("sampler_s", sampler_ns), VNS("pin_s", pin_ns),
+    VNS("h2d_s", h2d_ns), VNS("h2d_pageable_s", h2d_pageable_ns), VNS("backward_s", backward_ns),
+    VNS("optimizer_s", optimizer_ns), VNS("duration_s", duration_ns),
+    {"batches", V_U64, offsetof(stall_analysis_t, batches)},
+    VDBL("usable_cores", usable_cores), VDBL("main_cpu_cores", main_cpu_cores),
+    VDBL("workers_cpu_cores", workers_cpu_cores), VDBL("tree_cpu_cores", tree_cpu_cores),
+    VDBL("idle_cores", idle_cores), VDBL("runq_wait_cores", runq_wait_cores), VDBL("iowait_cores", iowait_cores),
+    VDBL("mem_used_frac_max", mem_used_frac_max), VDBL("psi_mem_some_max_pct", psi_mem_some_max),
+    VDBL("psi_io_some_max_pct", psi_io_some_max), VDBL("psi_io_some_mean_pct", psi_io_some_mean),
+    VDBL("disk_busy_mean", disk_busy_mean), VDBL("tree_io_bytes_per_s", tree_io_bytes_per_s),
+    VDBL("gpu_util_mean_pct", gpu_util_mean), VDBL("gpu_mem_used_frac_max", gpu_mem_used_frac_max),
+    VDBL("main_sys_cores", main_sys_cores), VDBL("tree_faults_per_s", tree_faults_per_s),
+    VDBL("tree_majflt_per_s", tree_majflt_per_s), VDBL("threads_disk_wait", threads_disk),
+    VDBL("threads_net_wait", threads_net), VDBL("threads_sleeping", threads_sleep),
+    {"has_gpu", V_INT, offsetof(stall_analysis_t, has_gpu)},
+    {"loaders", V_INT, offsetof(stall_analysis_t, nloaders)},
+    {"num_workers", -1, 0}, /* of the loader the loop waited on most */
+};
+
+const char *stall_diagnosis_value_name(int i) {
+    return i >= 0 && (size_t)i < sizeof values / sizeof values[0] ? values[i].name : NULL;
+}
+
+double stall_diagnosis_value(const stall_diagnosis_t *d, const char *name) {
+    if (!d || !name) return NAN;
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        if (strcmp(values[i].name, name)) continue;
+        const char *p = (const char *)d + values[i].off;
+        switch (values[i].type) {
+        case V_NS: return (double)*(const uint64_t *)p / NS;
+        case V_U64: return (double)*(const uint64_t *)p;
+        case V_DBL: return *(const double *)p;
+        case V_INT: return (double)*(const int *)p;
+        default: {
+            const stall_loader_t *w = NULL;
+            for (int k = 0; k < d->nloaders; k++)
+                if (!w || d->loaders[k].wait_ns > w->wait_ns) w = &d->loaders[k];
+            return w ? (double)w->num_workers : NAN;
+        }
+        }
+    }
+    return NAN;
+}
+
+int stall_diagnosis_finding_count(const stall_diagnosis_t *d) { return d ? d->nfindings : 0; }
+
+const stall_finding_t *stall_diagnosis_finding(const stall_diagnosis_t *d, int i) {
+    return d && i >= 0 && i < d->nfindings ? &d->findings[i] : NULL;
+}
+
+const char *stall_finding_type(const stall_finding_t *f) { return f ? f->type : NULL; }
+double stall_finding_severity(const stall_finding_t *f) { return f ? f->severity : NAN; }
+const char *stall_finding_summary(const stall_finding_t *f) { return f ? f->summary : NULL; }
+
+int stall_finding_set(stall_finding_t *f, const char *type, double severity, const char *text) {
+    if (!f || !type) return stall__err("stall_finding_set: finding and type are required");
+    size_t n = strlen(type);
+    if (n == 0 || n >= sizeof f->type)
+        return stall__err("stall_finding_set: type must be 1..%zu characters (got %zu)", sizeof f->type - 1, n);
+    for (size_t i = 0; i < n; i++) {
+        char ch = type[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return stall__err("stall_finding_set: type %.40s may hold only letters, digits and '_'", type);
+    }
+    stall__strlcpy(f->type, type, sizeof f->type);
+    f->severity = isfinite(severity) ? fmin(1.0, fmax(0.0, severity)) : 0.0;
+    stall__strlcpy(f->summary, text ? text : "", sizeof f->summary);
+    return 0;
+}
+
+int stall_finding_evidence(stall_finding_t *f, const char *key, double value) {
+    if (!f || !key || !*key) return stall__err("stall_finding_evidence: finding and key are required");
+    if (strlen(key) >= sizeof f->evidence[0].key)
+        return stall__err("stall_finding_evidence: key %.40s is longer than %zu bytes", key, sizeof f->evidence[0].key - 1);
+    if (f->nevidence >= STALL_MAX_EVIDENCE)
+        return stall__err("stall_finding_evidence: a finding holds at most %d evidence numbers", STALL_MAX_EVIDENCE);
+    kv_num(f->evidence, &f->nevidence, STALL_MAX_EVIDENCE, key, value, 6);
+    return 0;
+}
+
+int stall_finding_suggest(stall_finding_t *f, const char *action, double expected_speedup, const char *why) {
+    if (!f || !action || !*action) return stall__err("stall_finding_suggest: finding and action are required");
+    if (f->nsugg >= STALL_MAX_SUGGESTIONS)
+        return stall__err("stall_finding_suggest: a finding holds at most %d suggestions", STALL_MAX_SUGGESTIONS);
+    suggest(f, expected_speedup, action, "%s", why ? why : "");
     return 0;
 }

@@ -30,7 +30,7 @@
 #include "stall.h"
 
 #define STALL_MAX_LOADERS 32
-#define STALL_MAX_FINDINGS 8
+#define STALL_MAX_FINDINGS 16
 #define STALL_MAX_EVIDENCE 20
 #define STALL_MAX_SUGGESTIONS 4
 #define STALL_MAX_PARAMS 4
@@ -71,7 +71,7 @@ typedef struct stall_suggestion_t {
     char why[256];
 } stall_suggestion_t;
 
-typedef struct stall_finding_t {
+struct stall_finding_t {
     char type[40];      /* a BottleneckType name */
     double severity;    /* share of wall time the cause costs, 0..1 */
     char summary[320];
@@ -79,24 +79,31 @@ typedef struct stall_finding_t {
     int nevidence;
     stall_suggestion_t sugg[STALL_MAX_SUGGESTIONS];
     int nsugg;
-} stall_finding_t;
+    int resource;       /* 1: which resource the loop is bound by (the compute detector), ordered apart */
+};
 
-/* Thresholds (the seeds' config names). */
-typedef struct stall_thresholds_t {
-    double bottleneck;  /* data-wait share of the loop from which the run is input-bound (0.05) */
-    double memory;      /* used share of usable memory from which MEMORY_PRESSURE is said (0.9) */
-    double gpu;         /* GPU utilisation share from which the run is GPU-bound (0.8) */
-} stall_thresholds_t;
+/* A detector added with stall_engine_add_detector. */
+typedef struct stall__detector_t {
+    char name[64];
+    stall_detector_fn fn;
+    void *ctx;
+} stall__detector_t;
 
 typedef struct stall_analysis_in_t {
     stall_agg_t *agg;
     stall_sampler_t *sampler;   /* may be NULL */
     const char *session_dir;    /* where loader-*.kv files are; may be NULL */
-    uint64_t start_ns, end_ns;  /* the run */
+    uint64_t session_id;        /* the aggregator's session (0: the whole run) */
+    const char *session_name;   /* an operation of this name wraps the session: not a finding (may be NULL) */
+    uint64_t start_ns, end_ns;  /* the run or the session */
     stall_thresholds_t th;      /* zero fields: defaults */
+    int op_findings;            /* 1: an operation of the user's taking >= th.bottleneck of the
+                                   session is a finding of its own (the Python API's sessions) */
+    const stall__detector_t *custom; /* added detectors, run after stall's own */
+    int ncustom;
 } stall_analysis_in_t;
 
-typedef struct stall_analysis_t {
+struct stall_diagnosis_t {
     /* the training loop (main-process iterating threads) */
     uint64_t batches;
     uint64_t loop_ns;        /* first batch request .. last step end */
@@ -120,9 +127,15 @@ typedef struct stall_analysis_t {
     double gpu_util_mean;    /* %, NaN: unknown */
     stall_loader_t loaders[STALL_MAX_LOADERS];
     int nloaders;
+    double gpu_mem_used_frac_max; /* NaN: unknown */
+    double main_sys_cores;   /* the main process in the kernel, mean over the loop (NaN) */
+    double tree_faults_per_s, tree_majflt_per_s; /* page faults of the tree, mean over the loop (NaN) */
+    double threads_disk, threads_net, threads_sleep; /* the tree's threads in each wait, mean over the loop (NaN) */
+    double tree_cpu_cores;   /* the whole tree's mean over the loop (or the run), NaN: unknown */
     stall_finding_t findings[STALL_MAX_FINDINGS]; /* strongest first */
     int nfindings;
-} stall_analysis_t;
+};
+typedef struct stall_diagnosis_t stall_analysis_t;
 
 /* A loader's fetch time without the collate nested in it. */
 static inline uint64_t stall__loader_fetch_self_ns(const stall_loader_t *l) {

@@ -23,6 +23,7 @@
 #include <glob.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,8 @@
 
 static const char *run_usage =
     "usage: stall run [--out DIR] [--level basic|detailed|comprehensive]\n"
-    "                 [--interval SECONDS] [--quiet] -- CMD [ARGS...]\n"
+    "                 [--interval SECONDS] [--threshold NAME=SHARE]... [--quiet]\n"
+    "                 -- CMD [ARGS...]\n"
     "\n"
     "Runs CMD, profiles its whole process tree (Python processes are instrumented\n"
     "with no code change: DataLoaders, training step, copies to the GPU) and prints\n"
@@ -57,9 +59,40 @@ static const char *run_usage =
     "                     collate, sampler, pinning, copies, backward, optimizer with\n"
     "                     CPU time; comprehensive: CPU time on every span\n"
     "  --interval SECONDS system and process sampling interval (default 0.1)\n"
+    "  --threshold NAME=SHARE\n"
+    "                     a detector's threshold, a share in (0, 1]; NAME is\n"
+    "                     bottleneck (data-wait share of the loop that makes it\n"
+    "                     input-bound, 0.05), memory (used share of the memory the\n"
+    "                     run may use, 0.9), gpu (used share of GPU memory, 0.9),\n"
+    "                     cpu (busy share of the cores for a run without a training\n"
+    "                     loop, 0.9), gpu_busy (GPU utilisation that makes the loop\n"
+    "                     GPU-bound, 0.8)\n"
     "  --quiet            no status line while CMD runs\n";
 
 static volatile sig_atomic_t g_child = 0;
+
+/* NAME=SHARE into th; -1 for an unknown name or a share outside (0, 1]. */
+static int parse_threshold(stall_thresholds_t *th, const char *arg) {
+    static const struct {
+        const char *name;
+        size_t off;
+    } names[] = {
+        {"bottleneck", offsetof(stall_thresholds_t, bottleneck)}, {"memory", offsetof(stall_thresholds_t, memory)},
+        {"gpu", offsetof(stall_thresholds_t, gpu)},               {"cpu", offsetof(stall_thresholds_t, cpu)},
+        {"gpu_busy", offsetof(stall_thresholds_t, gpu_busy)},
+    };
+    const char *eq = strchr(arg, '=');
+    if (!eq) return -1;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strlen(names[i].name) != (size_t)(eq - arg) || strncmp(arg, names[i].name, (size_t)(eq - arg))) continue;
+        char *end;
+        double v = strtod(eq + 1, &end);
+        if (end == eq + 1 || *end || !(v > 0 && v <= 1)) return -1;
+        *(double *)((char *)th + names[i].off) = v;
+        return 0;
+    }
+    return -1;
+}
 
 static int run_usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "stall run: ");
@@ -165,6 +198,7 @@ typedef struct run_t {
     const char *out_dir;
     const char *level;
     double interval_s;
+    stall_thresholds_t th;
     int quiet, tty;
     pid_t child;
     uint64_t start_ns, end_ns;
@@ -237,6 +271,7 @@ static void analyze_now(run_t *r, stall_analysis_t *an, uint64_t end_ns) {
     in.session_dir = r->session_dir;
     in.start_ns = r->start_ns;
     in.end_ns = end_ns;
+    in.th = r->th;
     stall__analyze(&in, an);
 }
 
@@ -541,9 +576,9 @@ int stall__cmd_run(int argc, char **argv) {
             continue;
         }
         const char *val = NULL;
-        const char *opts[] = {"--out", "--level", "--interval"};
+        const char *opts[] = {"--out", "--level", "--interval", "--threshold"};
         int which = -1;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             size_t l = strlen(opts[k]);
             if (!strncmp(a, opts[k], l) && (a[l] == 0 || a[l] == '=')) {
                 which = k;
@@ -563,6 +598,10 @@ int stall__cmd_run(int argc, char **argv) {
             if (strcmp(val, "basic") && strcmp(val, "detailed") && strcmp(val, "comprehensive"))
                 return run_usage_error("--level must be basic, detailed or comprehensive, not '%s'", val);
             r->level = val;
+        } else if (which == 3) {
+            if (parse_threshold(&r->th, val) < 0)
+                return run_usage_error("--threshold takes NAME=SHARE with NAME one of bottleneck, memory, gpu, "
+                                       "cpu, gpu_busy and SHARE in (0, 1], not '%s'", val);
         } else {
             char *end;
             double v = strtod(val, &end);

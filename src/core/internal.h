@@ -50,4 +50,10 @@ long stall__read_file(const char *path, char *buf, size_t cap);
 int stall__proc_stat(uint32_t pid, uint64_t *starttime, uint32_t *ppid, char *state,
                      char *comm, size_t comm_cap);
 
+/* The time range of an aggregator's session (0: the first and last record
+ * seen); *end_ns is 0 while it is open. name (may have name_cap 0) gets its
+ * name. Returns 0, or -1 for an unknown session. */
+int stall__agg_session_range(stall_agg_t *a, uint64_t id, uint64_t *begin_ns, uint64_t *end_ns, char *name,
+                             size_t name_cap);
+
 #endif

@@ -621,6 +621,29 @@ out:
     return rc;
 }
 
+int stall__agg_session_range(stall_agg_t *a, uint64_t id, uint64_t *begin_ns, uint64_t *end_ns, char *name,
+                             size_t name_cap) {
+    if (!a) return stall__err("stall__agg_session_range: aggregator is NULL");
+    int rc = 0;
+    pthread_mutex_lock(&a->lock);
+    if (name_cap) name[0] = 0;
+    if (id == 0) {
+        *begin_ns = a->first_ns != UINT64_MAX ? a->first_ns : 0;
+        *end_ns = a->last_ns;
+    } else {
+        sess_t *s = sess_find(a, id);
+        if (s) {
+            *begin_ns = s->begin_ns;
+            *end_ns = s->open ? 0 : s->end_ns;
+            if (name_cap) stall__strlcpy(name, s->name, name_cap);
+        } else {
+            rc = stall__err("unknown session id %llu", (unsigned long long)id);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
 uint64_t stall_agg_session_wall_ns(stall_agg_t *a, uint64_t id) {
     if (!a) return 0;
     uint64_t w = 0;

@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "analyze.h"
+
+#define MAX_DETECTORS 32 /* added detectors per engine */
 
 #define DEFAULT_DRAIN_NS 100000000ull /* 100 ms: 16384-record rings hold 160k spans/s per thread */
 #define MIN_DRAIN_NS 1000000ull      /* 1 ms */
@@ -41,6 +44,9 @@ struct stall_engine_t {
     int observer; /* the reader is an observer: never remove the directory */
     stall_record_fn tap; /* also sees every drained record (stall_engine_set_tap) */
     void *tap_ctx;
+    char *dir;           /* the session directory (loader settings live there) */
+    stall__detector_t detectors[MAX_DETECTORS]; /* added with stall_engine_add_detector, under lock */
+    int ndetectors;
 };
 
 /* Makes a primary or an observer engine; `who` names the public call in errors. */
@@ -84,6 +90,11 @@ static stall_engine_t *engine_make(const char *who, const char *dir, const stall
     }
     e->agg = stall_agg_new();
     if (!e->agg) goto fail;
+    e->dir = strdup(dir);
+    if (!e->dir) {
+        stall__err("%s: out of memory", who);
+        goto fail;
+    }
     /* last: a primary takes the session's reader lock */
     e->reader = observer ? stall_reader_open_observer(dir) : stall_reader_open(dir);
     if (!e->reader) goto fail;
@@ -91,6 +102,7 @@ static stall_engine_t *engine_make(const char *who, const char *dir, const stall
 fail:
     stall_sampler_free(e->sampler);
     stall_agg_free(e->agg);
+    free(e->dir);
     if (locks) {
         pthread_mutex_destroy(&e->drain_lock);
         pthread_mutex_destroy(&e->lock);
@@ -224,8 +236,89 @@ void stall_engine_free(stall_engine_t *e, int remove) {
     stall_sampler_free(e->sampler);
     stall_reader_close(e->reader, remove && !e->observer); /* an observer never removes */
     stall_agg_free(e->agg);
+    free(e->dir);
     pthread_mutex_destroy(&e->drain_lock);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->wake);
     free(e);
 }
+
+/* ------------------------------------------------------------ diagnosis */
+
+int stall_engine_add_detector(stall_engine_t *e, const char *name, stall_detector_fn fn, void *ctx) {
+    if (!e || !fn) return stall__err("stall_engine_add_detector: engine and fn are required");
+    if (!name || !*name || strlen(name) >= sizeof e->detectors[0].name)
+        return stall__err("stall_engine_add_detector: name must be 1..%zu bytes", sizeof e->detectors[0].name - 1);
+    int rc = 0;
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; i < e->ndetectors; i++)
+        if (!strcmp(e->detectors[i].name, name)) {
+            rc = stall__err("stall_engine_add_detector: a detector named %s is already there", name);
+            goto out;
+        }
+    if (e->ndetectors >= MAX_DETECTORS) {
+        rc = stall__err("stall_engine_add_detector: at most %d detectors per engine", MAX_DETECTORS);
+        goto out;
+    }
+    stall__detector_t *d = &e->detectors[e->ndetectors++];
+    stall__strlcpy(d->name, name, sizeof d->name);
+    d->fn = fn;
+    d->ctx = ctx;
+out:
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+int stall_engine_remove_detector(stall_engine_t *e, const char *name) {
+    if (!e || !name) return stall__err("stall_engine_remove_detector: engine and name are required");
+    int rc = stall__err("stall_engine_remove_detector: no detector named %.64s", name);
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; i < e->ndetectors; i++)
+        if (!strcmp(e->detectors[i].name, name)) {
+            memmove(&e->detectors[i], &e->detectors[i + 1], (size_t)(e->ndetectors - i - 1) * sizeof e->detectors[0]);
+            e->ndetectors--;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+stall_diagnosis_t *stall_engine_diagnose(stall_engine_t *e, uint64_t id, const stall_thresholds_t *th) {
+    if (!e) {
+        stall__err("stall_engine_diagnose: engine is NULL");
+        return NULL;
+    }
+    stall_engine_drain(e);
+    stall_analysis_in_t in;
+    memset(&in, 0, sizeof in);
+    char name[256];
+    if (stall__agg_session_range(e->agg, id, &in.start_ns, &in.end_ns, name, sizeof name) < 0) return NULL;
+    if (!in.end_ns) in.end_ns = stall_now_ns();
+    in.agg = e->agg;
+    in.sampler = e->sampler;
+    in.session_dir = e->dir;
+    in.session_id = id;
+    in.session_name = name[0] ? name : NULL;
+    in.op_findings = 1;
+    if (th) in.th = *th;
+    /* a copy of the table: a detector may be added or removed meanwhile */
+    stall__detector_t det[MAX_DETECTORS];
+    pthread_mutex_lock(&e->lock);
+    in.ncustom = e->ndetectors;
+    memcpy(det, e->detectors, (size_t)in.ncustom * sizeof det[0]);
+    pthread_mutex_unlock(&e->lock);
+    in.custom = det;
+    stall_diagnosis_t *d = malloc(sizeof *d);
+    if (!d) {
+        stall__err("stall_engine_diagnose: out of memory");
+        return NULL;
+    }
+    if (stall__analyze(&in, d) < 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void stall_diagnosis_free(stall_diagnosis_t *d) { free(d); }

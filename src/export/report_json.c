@@ -386,3 +386,33 @@ char *stall__report_json(const stall_report_t *r, size_t *len) {
     if (len) *len = size;
     return buf;
 }
+
+char *stall_diagnosis_json(const stall_diagnosis_t *d, size_t *len) {
+    if (!d) {
+        stall__err("stall_diagnosis_json: diagnosis is NULL");
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) {
+        stall__errno(errno, "stall_diagnosis_json: open_memstream");
+        return NULL;
+    }
+    int first = 1;
+    fputc('{', f);
+    key(f, &first, "bottlenecks");
+    findings(f, d);
+    key(f, &first, "breakdown");
+    breakdown(f, d);
+    key(f, &first, "loaders");
+    loaders(f, d);
+    fputc('}', f);
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        stall__err("stall_diagnosis_json: out of memory");
+        return NULL;
+    }
+    if (len) *len = size;
+    return buf;
+}

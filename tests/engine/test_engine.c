@@ -2,10 +2,12 @@
  * test_engine.c - the library-mode engine: its thread drains while other
  * threads record and read (every span counted at the end, run under TSan
  * too), with and without a sampler, drains asked for by hand racing the
- * thread's, argument errors, and stall_engine_free removing the directory.
+ * thread's, argument errors, stall_engine_free removing the directory, and
+ * the diagnosis API (a session's findings, thresholds, added detectors).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -275,6 +277,204 @@ static void free_removes_directory(void **state) {
     assert_int_equal(errno, ENOENT);
 }
 
+/* ------------------------------------------------------------ diagnosis */
+
+static int detector_calls;
+
+static int my_detector(const stall_diagnosis_t *d, stall_finding_t *f, void *ctx) {
+    detector_calls++;
+    assert_ptr_equal(ctx, &detector_calls);
+    /* it sees the values measured and the findings of stall's own detectors */
+    assert_true(stall_diagnosis_value(d, "duration_s") > 0.01);
+    assert_true(stall_diagnosis_finding_count(d) >= 1);
+    assert_int_equal(stall_finding_set(f, "bad type!", 0.5, "x"), -1);
+    assert_non_null(strstr(stall_last_error(), "letters"));
+    assert_int_equal(stall_finding_set(f, "MY_CAUSE", 2.0, "my own cause"), 0); /* severity clamped */
+    assert_int_equal(stall_finding_evidence(f, "answer", 42), 0);
+    assert_int_equal(stall_finding_suggest(f, "Do the thing", 1.5, "it helps"), 0);
+    return 1;
+}
+
+static int silent_detector(const stall_diagnosis_t *d, stall_finding_t *f, void *ctx) {
+    (void)d, (void)f, (void)ctx;
+    return 0;
+}
+
+static void busy_ms(int ms) {
+    uint64_t end = stall_now_ns() + (uint64_t)ms * 1000000u;
+    while (stall_now_ns() < end) {
+    }
+}
+
+static int has_type(const stall_diagnosis_t *d, const char *type) {
+    for (int i = 0; i < stall_diagnosis_finding_count(d); i++)
+        if (!strcmp(stall_finding_type(stall_diagnosis_finding(d, i)), type)) return 1;
+    return 0;
+}
+
+static void diagnosis(void **state) {
+    (void)state;
+    drain_away();
+    stall_engine_t *e = stall_engine_new(g_dir, NULL, 1, 0);
+    assert_non_null(e);
+    stall_agg_t *agg = stall_engine_agg(e);
+    assert_int_equal(stall_agg_session_begin(agg, 7, "diag-session", stall_now_ns()), 0);
+    stall_begin(STALL_KIND_OTHER, "diag-session"); /* the span around the session: never a finding */
+    stall_begin(STALL_KIND_CPU_COMPUTE, "diag-heavy");
+    busy_ms(30);
+    stall_end();
+    stall_begin(STALL_KIND_IO, "diag-light");
+    stall_end();
+    stall_end();
+    assert_int_equal(stall_agg_session_end(agg, 7, stall_now_ns()), 0);
+
+    assert_int_equal(stall_engine_add_detector(e, "mine", my_detector, &detector_calls), 0);
+    assert_int_equal(stall_engine_add_detector(e, "mine", silent_detector, NULL), -1);
+    assert_non_null(strstr(stall_last_error(), "already"));
+    assert_int_equal(stall_engine_add_detector(e, "", silent_detector, NULL), -1);
+    assert_int_equal(stall_engine_add_detector(e, "quiet", NULL, NULL), -1);
+    assert_int_equal(stall_engine_add_detector(e, "quiet", silent_detector, NULL), 0);
+
+    stall_diagnosis_t *d = stall_engine_diagnose(e, 7, NULL);
+    assert_non_null(d);
+    assert_int_equal(detector_calls, 1);
+    /* strongest first: the added finding (severity 1) and the operation that took most of the session */
+    assert_true(stall_diagnosis_finding_count(d) >= 2);
+    const stall_finding_t *f0 = stall_diagnosis_finding(d, 0);
+    assert_string_equal(stall_finding_type(f0), "MY_CAUSE");
+    assert_true(stall_finding_severity(f0) == 1.0);
+    assert_string_equal(stall_finding_summary(f0), "my own cause");
+    assert_true(has_type(d, "CPU_COMPUTATION"));
+    assert_false(has_type(d, "IO_OPERATIONS")); /* diag-light is far below 5% */
+    assert_null(stall_diagnosis_finding(d, 99));
+    assert_null(stall_diagnosis_finding(d, -1));
+    assert_true(isnan(stall_diagnosis_value(d, "no_such_value")));
+    assert_true(isnan(stall_diagnosis_value(d, "loop_s")) || stall_diagnosis_value(d, "loop_s") == 0);
+    int nvalues = 0;
+    while (stall_diagnosis_value_name(nvalues)) nvalues++;
+    assert_true(nvalues > 20);
+    size_t len = 0;
+    char *json = stall_diagnosis_json(d, &len);
+    assert_non_null(json);
+    assert_int_equal(strlen(json), len);
+    assert_non_null(strstr(json, "\"type\":\"MY_CAUSE\""));
+    assert_non_null(strstr(json, "\"answer\":42"));
+    assert_non_null(strstr(json, "\"expected_speedup\":1.5"));
+    assert_non_null(strstr(json, "\"operation\":\"diag-heavy\""));
+    assert_null(strstr(json, "\"operation\":\"diag-session\""));
+    free(json);
+    stall_diagnosis_free(d);
+
+    /* a threshold above every share: no operation finding */
+    stall_thresholds_t th = {0};
+    th.bottleneck = 1.0;
+    assert_int_equal(stall_engine_remove_detector(e, "mine"), 0);
+    assert_int_equal(stall_engine_remove_detector(e, "mine"), -1);
+    d = stall_engine_diagnose(e, 7, &th);
+    assert_non_null(d);
+    assert_int_equal(detector_calls, 1);
+    assert_false(has_type(d, "MY_CAUSE"));
+    assert_false(has_type(d, "CPU_COMPUTATION"));
+    stall_diagnosis_free(d);
+
+    assert_null(stall_engine_diagnose(e, 12345, NULL));
+    assert_non_null(strstr(stall_last_error(), "unknown session"));
+    assert_null(stall_engine_diagnose(NULL, 0, NULL));
+    stall_diagnosis_free(NULL);
+    stall_engine_free(e, 0);
+}
+
+/* A DataLoader the Python hook would have described: loader-<pid>-<n>.kv */
+static void write_loader(int n, int workers) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/loader-%d-%d.kv", g_dir, (int)getpid(), n);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "id=%d.%d\npid=%d\nn=%d\nbatch_size=8\nnum_workers=%d\npin_memory=False\n"
+               "persistent_workers=False\nprefetch_factor=None\ndrop_last=False\n",
+            (int)getpid(), n, (int)getpid(), n, workers);
+    fclose(f);
+}
+
+/* A training loop as the hook records it: per batch a wait for data of
+ * wait_us, then a step of step_us, of which copy_us are a pageable copy to
+ * the GPU. */
+static void record_loop(int n, int batches, int wait_us, int step_us, int copy_us) {
+    char wait[64];
+    snprintf(wait, sizeof wait, "dl%d.%d.wait", (int)getpid(), n);
+    for (int i = 0; i <= batches; i++) {
+        stall_begin(STALL_KIND_DATA_WAIT, wait);
+        pause_us(wait_us);
+        stall_end_arg(i < batches); /* the last one is the StopIteration */
+        if (i == batches) break;
+        stall_begin(STALL_KIND_STEP, "train.step");
+        if (copy_us) {
+            stall_begin(STALL_KIND_TRANSFER, "h2d.pageable");
+            pause_us(copy_us);
+            stall_end();
+        }
+        pause_us(step_us - copy_us);
+        stall_end();
+    }
+}
+
+static const stall_finding_t *finding_of(const stall_diagnosis_t *d, const char *type) {
+    for (int i = 0; i < stall_diagnosis_finding_count(d); i++)
+        if (!strcmp(stall_finding_type(stall_diagnosis_finding(d, i)), type)) return stall_diagnosis_finding(d, i);
+    return NULL;
+}
+
+/* Waiting for data with no fetch spans (level basic): DATA_LOADING, with
+ * workers to add; the breakdown comes from the spans alone. */
+static void diagnosis_waiting_for_data(void **state) {
+    (void)state;
+    drain_away();
+    write_loader(1, 0);
+    stall_engine_t *e = stall_engine_new(g_dir, NULL, 1, 0);
+    assert_non_null(e);
+    assert_int_equal(stall_agg_session_begin(stall_engine_agg(e), 21, "waits", stall_now_ns()), 0);
+    record_loop(1, 20, 3000, 1000, 0);
+    assert_int_equal(stall_agg_session_end(stall_engine_agg(e), 21, stall_now_ns()), 0);
+    stall_diagnosis_t *d = stall_engine_diagnose(e, 21, NULL);
+    assert_non_null(d);
+    assert_string_equal(stall_finding_type(stall_diagnosis_finding(d, 0)), "DATA_LOADING");
+    assert_true(stall_diagnosis_value(d, "batches") == 20);
+    double w = stall_diagnosis_value(d, "data_wait_frac");
+    assert_true(w > 0.5 && w < 0.9);
+    assert_true(stall_diagnosis_value(d, "num_workers") == 0);
+    char *json = stall_diagnosis_json(d, NULL);
+    assert_non_null(strstr(json, "\"num_workers\":"));
+    free(json);
+    stall_diagnosis_free(d);
+    stall_engine_free(e, 0);
+}
+
+/* Copies to the GPU from pageable memory take 40% of the loop: the copies
+ * lead (they have a fix), with pin_memory and non_blocking suggested. */
+static void diagnosis_transfer_overhead(void **state) {
+    (void)state;
+    drain_away();
+    write_loader(2, 2);
+    stall_engine_t *e = stall_engine_new(g_dir, NULL, 1, 0);
+    assert_non_null(e);
+    assert_int_equal(stall_agg_session_begin(stall_engine_agg(e), 22, "copies", stall_now_ns()), 0);
+    record_loop(2, 20, 50, 5000, 2000);
+    assert_int_equal(stall_agg_session_end(stall_engine_agg(e), 22, stall_now_ns()), 0);
+    stall_diagnosis_t *d = stall_engine_diagnose(e, 22, NULL);
+    assert_non_null(d);
+    const stall_finding_t *f0 = stall_diagnosis_finding(d, 0);
+    assert_string_equal(stall_finding_type(f0), "GPU_TRANSFER_OVERHEAD");
+    assert_true(stall_finding_severity(f0) > 0.2);
+    assert_null(finding_of(d, "DATA_LOADING")); /* waits are ~1% */
+    assert_non_null(finding_of(d, "CPU_BOUND")); /* after the copies */
+    char *json = stall_diagnosis_json(d, NULL);
+    assert_non_null(strstr(json, "\"pin_memory\":true"));
+    assert_non_null(strstr(json, "\"non_blocking\":true"));
+    free(json);
+    stall_diagnosis_free(d);
+    stall_engine_free(e, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_arguments),
@@ -282,6 +482,9 @@ int main(void) {
         cmocka_unit_test(with_sampler),
         cmocka_unit_test(without_sampler_defaults),
         cmocka_unit_test(free_removes_directory),
+        cmocka_unit_test(diagnosis),
+        cmocka_unit_test(diagnosis_waiting_for_data),
+        cmocka_unit_test(diagnosis_transfer_overhead),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

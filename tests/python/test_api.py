@@ -344,6 +344,53 @@ def test_custom_detectors(caplog):
     assert "cpu_usage" in calls[0] and "memory_used_share" in calls[0]
 
 
+def test_custom_detector_joins_the_c_table():
+    # its finding is sorted with the C detectors' by severity, it sees the
+    # diagnosis' values and the findings found before it, its numeric
+    # evidence and message are kept
+    seen = []
+
+    def weak(metrics):
+        seen.append(metrics)
+        return {"type": "tiny_issue", "severity": 0.01, "message": "barely there", "evidence": {"n": 3, "why": "text"}}
+
+    p = stall.BottleneckProfiler(cfg())
+    p.add_custom_bottleneck_detector(weak)
+    sid = p.start_profiling_session("joined")
+    with p.profile_operation("spin", BT.CPU_COMPUTATION):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.2:
+            pass
+    p.stop_profiling_session(sid)
+    b = p.get_session_summary(sid)["bottlenecks"]
+    types = [f["type"] for f in b]
+    assert types.index("cpu_computation") < types.index("tiny_issue")
+    assert [f["severity"] for f in b] == sorted((f["severity"] for f in b), reverse=True)
+    tiny = b[types.index("tiny_issue")]
+    assert tiny["message"] == "barely there" and tiny["evidence"] == {"n": 3, "why": "text"}
+    assert tiny["detector"] == "weak"
+    m = seen[-1]
+    assert m["duration_s"] > 0.15 and "usable_cores" in m
+    assert "cpu_computation" in [f["type"].lower() for f in m["findings"]] or \
+        "CPU_COMPUTATION" in [f["type"] for f in m["findings"]]
+    spin = b[types.index("cpu_computation")]
+    assert spin["operation"] == "spin" and spin["evidence"]["count"] == 1
+
+
+def test_bottleneck_threshold_of_the_config_applies():
+    def run(th):
+        p = stall.BottleneckProfiler(stall.BottleneckProfilerConfig(bottleneck_threshold=th))
+        sid = p.start_profiling_session("th")
+        with p.profile_operation("half", BT.PREPROCESSING):
+            time.sleep(0.1)
+        time.sleep(0.1)
+        p.stop_profiling_session(sid)
+        return [f.get("operation") for f in p.get_session_summary(sid)["bottlenecks"]]
+
+    assert "half" in run(0.3)
+    assert "half" not in run(0.7)
+
+
 class _DS:
     """Tiny synthetic dataset whose __getitem__ records a span."""
 

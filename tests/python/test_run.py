@@ -244,11 +244,29 @@ def test_signals_are_forwarded(tmp_path, sig, expect):
     (["--level", "max", "--", "true"], 2, "--level must be basic, detailed or comprehensive"),
     (["--interval", "0", "--", "true"], 2, "--interval must be seconds"),
     (["--out"], 2, "--out needs a value"),
+    (["--threshold", "speed=0.5", "--", "true"], 2, "--threshold takes NAME=SHARE"),
+    (["--threshold", "bottleneck=1.5", "--", "true"], 2, "--threshold takes NAME=SHARE"),
+    (["--threshold", "bottleneck", "--", "true"], 2, "--threshold takes NAME=SHARE"),
 ])
 def test_usage_errors(args, code, message):
     r = subprocess.run([STALL, "run", *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == code
     assert message in r.stderr and "usage: stall run" in r.stderr
+
+
+def test_threshold_decides_what_is_input_bound(tmp_path):
+    # the same loop, waiting ~60% for data: input-bound by default, not with
+    # a bottleneck threshold above its wait share
+    script = train_script(tmp_path, fetch_ms=3.0, step_ms=2.0, batches=25)
+    r, rep, _ = stall_run(tmp_path, [PY, str(script)], "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert rep["bottlenecks"][0]["type"] in INPUT_TYPES
+    wait = rep["breakdown"]["data_wait_frac"]
+    r, rep, _ = stall_run(tmp_path, [PY, str(script)], "--quiet", "--threshold", "bottleneck=0.95")
+    assert r.returncode == 0, r.stderr
+    assert wait < 0.95
+    assert not [b for b in rep["bottlenecks"] if b["type"] in INPUT_TYPES], rep["bottlenecks"]
+    assert rep["bottlenecks"][0]["type"] == "CPU_BOUND"
 
 
 def test_command_not_found(tmp_path):

@@ -516,6 +516,237 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------ diagnose */
+
+/* A Python detector in the engine's table: ctx is the callable. It gets a
+ * dict of the diagnosis' values and the list of findings so far
+ * ({"type", "severity", "summary"}), and returns None or a tuple
+ * (type, severity, summary[, evidence dict[, suggestions list of
+ * (action, expected_speedup or None, why)]]). The first error is kept in
+ * the call's state and raised once the analysis is over. */
+typedef struct diag_call_t {
+    PyObject *etype, *evalue, *etb; /* the first exception, fetched */
+} diag_call_t;
+
+static diag_call_t *diag_current; /* the diagnose() call running (GIL held throughout) */
+
+static void diag_keep_error(void) {
+    if (!diag_current || diag_current->etype) {
+        PyErr_Clear();
+        return;
+    }
+    PyErr_Fetch(&diag_current->etype, &diag_current->evalue, &diag_current->etb);
+}
+
+static PyObject *diag_values(const stall_diagnosis_t *d) {
+    PyObject *v = PyDict_New();
+    if (!v) return NULL;
+    for (int i = 0; stall_diagnosis_value_name(i); i++) {
+        const char *name = stall_diagnosis_value_name(i);
+        double x = stall_diagnosis_value(d, name);
+        PyObject *o = isfinite(x) ? PyFloat_FromDouble(x) : Py_NewRef(Py_None);
+        if (!o || PyDict_SetItemString(v, name, o) < 0) {
+            Py_XDECREF(o);
+            Py_DECREF(v);
+            return NULL;
+        }
+        Py_DECREF(o);
+    }
+    return v;
+}
+
+static PyObject *diag_findings(const stall_diagnosis_t *d) {
+    int n = stall_diagnosis_finding_count(d);
+    PyObject *l = PyList_New(n);
+    if (!l) return NULL;
+    for (int i = 0; i < n; i++) {
+        const stall_finding_t *f = stall_diagnosis_finding(d, i);
+        PyObject *o = Py_BuildValue("{s:s,s:d,s:s}", "type", stall_finding_type(f), "severity",
+                                    stall_finding_severity(f), "summary", stall_finding_summary(f));
+        if (!o) {
+            Py_DECREF(l);
+            return NULL;
+        }
+        PyList_SET_ITEM(l, i, o);
+    }
+    return l;
+}
+
+static int diag_fill(stall_finding_t *f, PyObject *r) {
+    const char *type, *summary;
+    double sev;
+    PyObject *ev = NULL, *sugg = NULL;
+    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "sds|OO", &type, &sev, &summary, &ev, &sugg)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "a detector must return None or (type, severity, summary, "
+                                          "evidence, suggestions), not %.100s", Py_TYPE(r)->tp_name);
+        return -1;
+    }
+    if (stall_finding_set(f, type, sev, summary) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s", stall_last_error());
+        return -1;
+    }
+    if (ev && ev != Py_None) {
+        if (!PyDict_Check(ev)) {
+            PyErr_SetString(PyExc_TypeError, "a detector's evidence must be a dict of numbers");
+            return -1;
+        }
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(ev, &pos, &k, &v)) {
+            if (!PyUnicode_Check(k) || PyBool_Check(v) || !(PyFloat_Check(v) || PyLong_Check(v))) continue;
+            const char *key = PyUnicode_AsUTF8(k);
+            double x = PyFloat_AsDouble(v);
+            if (!key || (x == -1.0 && PyErr_Occurred())) return -1;
+            if (stall_finding_evidence(f, key, x) < 0) break; /* full: the rest is left out */
+        }
+    }
+    if (sugg && sugg != Py_None) {
+        PyObject *seq = PySequence_Fast(sugg, "a detector's suggestions must be a list");
+        if (!seq) return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            const char *action, *why;
+            PyObject *sp;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sOs", &action, &sp, &why)) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            double x = sp == Py_None ? NAN : PyFloat_AsDouble(sp);
+            if (x == -1.0 && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            if (stall_finding_suggest(f, action, x, why) < 0) break;
+        }
+        Py_DECREF(seq);
+    }
+    return 0;
+}
+
+static int diag_trampoline(const stall_diagnosis_t *d, stall_finding_t *f, void *ctx) {
+    PyObject *values = diag_values(d), *found = values ? diag_findings(d) : NULL, *r = NULL;
+    int rc = 0;
+    if (!found) goto fail;
+    r = PyObject_CallFunctionObjArgs((PyObject *)ctx, values, found, NULL);
+    if (!r) goto fail;
+    if (r != Py_None) {
+        if (diag_fill(f, r) < 0) goto fail;
+        rc = 1;
+    }
+    goto out;
+fail:
+    diag_keep_error();
+    rc = 0;
+out:
+    Py_XDECREF(r);
+    Py_XDECREF(found);
+    Py_XDECREF(values);
+    return rc;
+}
+
+static const char *const diagnose_names[] = {"session_id", "bottleneck", "memory", "gpu", "cpu", "gpu_busy",
+                                             "detectors"};
+
+static PyObject *Engine_diagnose(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[7];
+    if (gather_args("diagnose", args, nargs, kwnames, diagnose_names, 0, 0, 7, a) < 0) return NULL;
+    if (engine_check(self, "diagnose") < 0) return NULL;
+    uint64_t id = 0;
+    if (a[0] && session_id_arg(a[0], "diagnose", 0, &id) < 0) return NULL;
+    stall_thresholds_t th;
+    memset(&th, 0, sizeof th);
+    double *slot[5] = {&th.bottleneck, &th.memory, &th.gpu, &th.cpu, &th.gpu_busy};
+    for (int i = 0; i < 5; i++) {
+        PyObject *o = a[1 + i];
+        if (!o || o == Py_None) continue;
+        if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
+            PyErr_Format(PyExc_TypeError, "Engine.diagnose(): %s must be a number, not %.100s", diagnose_names[1 + i],
+                         Py_TYPE(o)->tp_name);
+            return NULL;
+        }
+        double x = PyFloat_AsDouble(o);
+        if (x == -1.0 && PyErr_Occurred()) return NULL;
+        if (!(x > 0 && x <= 1)) {
+            PyErr_Format(PyExc_ValueError, "Engine.diagnose(): %s must be a share in (0, 1], got %R",
+                         diagnose_names[1 + i], o);
+            return NULL;
+        }
+        *slot[i] = x;
+    }
+    PyObject *dets = NULL;
+    Py_ssize_t nd = 0;
+    if (a[6] && a[6] != Py_None) {
+        dets = PySequence_Fast(a[6], "Engine.diagnose(): detectors must be a list of (name, callable)");
+        if (!dets) return NULL;
+        nd = PySequence_Fast_GET_SIZE(dets);
+    }
+    Py_ssize_t added = 0;
+    PyObject *result = NULL;
+    diag_call_t call = {NULL, NULL, NULL};
+    diag_call_t *outer = diag_current;
+    for (; added < nd; added++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(dets, added);
+        const char *name;
+        PyObject *fn;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "sO", &name, &fn)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "Engine.diagnose(): detectors must be (name, callable) tuples");
+            goto done;
+        }
+        if (!PyCallable_Check(fn)) {
+            PyErr_Format(PyExc_TypeError, "Engine.diagnose(): detector %s is not callable", name);
+            goto done;
+        }
+        if (stall_engine_add_detector(self->e, name, diag_trampoline, fn) < 0) {
+            PyErr_Format(PyExc_ValueError, "Engine.diagnose(): %s", stall_last_error());
+            goto done;
+        }
+    }
+    diag_current = &call;
+    stall_diagnosis_t *d = stall_engine_diagnose(self->e, id, &th);
+    diag_current = outer;
+    if (!d) {
+        if (strstr(stall_last_error(), "unknown session")) {
+            PyObject *key = PyLong_FromUnsignedLongLong(id);
+            if (key) {
+                PyErr_SetObject(PyExc_KeyError, key);
+                Py_DECREF(key);
+            }
+        } else {
+            lib_error(PyExc_RuntimeError, "diagnose");
+        }
+        goto done;
+    }
+    if (call.etype) {
+        PyErr_Restore(call.etype, call.evalue, call.etb);
+        call.etype = call.evalue = call.etb = NULL;
+        stall_diagnosis_free(d);
+        goto done;
+    }
+    size_t len;
+    char *json = stall_diagnosis_json(d, &len);
+    stall_diagnosis_free(d);
+    if (!json) {
+        lib_error(PyExc_MemoryError, "diagnose");
+        goto done;
+    }
+    result = PyUnicode_DecodeUTF8(json, (Py_ssize_t)len, "replace");
+    free(json);
+done:
+    Py_XDECREF(call.etype);
+    Py_XDECREF(call.evalue);
+    Py_XDECREF(call.etb);
+    for (Py_ssize_t i = 0; i < added; i++) {
+        const char *name;
+        PyObject *fn;
+        PyObject *item = PySequence_Fast_GET_ITEM(dets, i);
+        if (PyArg_ParseTuple(item, "sO", &name, &fn)) stall_engine_remove_detector(self->e, name);
+        else PyErr_Clear();
+    }
+    Py_XDECREF(dets);
+    return result;
+}
+
 static PyObject *Engine_session_wall_ns(EngineObject *self, PyObject *arg) {
     if (engine_check(self, "session_wall_ns") < 0) return NULL;
     uint64_t id;
@@ -752,6 +983,15 @@ static PyMethodDef engine_methods[] = {
      "min_ns, max_ns, p50_ns, p95_ns, p99_ns, cpu_ns (None when no span carried\n"
      "CPU time), arg_sum, truncated, processes, first_ns, last_ns. KeyError for\n"
      "an unknown session."},
+    {"diagnose", (PyCFunction)(void (*)(void))Engine_diagnose, METH_FASTCALL | METH_KEYWORDS,
+     "diagnose($self, /, session_id=0, bottleneck=None, memory=None, gpu=None, cpu=None, gpu_busy=None,\n"
+     "         detectors=None)\n--\n\n"
+     "The diagnosis of a session (0: the whole run) by the C detectors, as JSON:\n"
+     "{\"bottlenecks\": [...], \"breakdown\": {...}, \"loaders\": [...]}. Thresholds are\n"
+     "shares in (0, 1] (None: the default). detectors: (name, fn) pairs joining the\n"
+     "table for this call; fn(values, findings_so_far) returns None or (type,\n"
+     "severity, summary[, evidence[, [(action, speedup, why), ...]]]). An exception in\n"
+     "fn is raised after the analysis. KeyError for an unknown session."},
     {"session_wall_ns", (PyCFunction)Engine_session_wall_ns, METH_O,
      "session_wall_ns($self, id, /)\n--\n\nWall time of a session (end, or now if open, minus begin); 0 if unknown."},
     {"kind_time", (PyCFunction)Engine_kind_time, METH_O,
