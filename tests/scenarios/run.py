@@ -31,8 +31,9 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 INPUT_TYPES = {"DATA_LOADING", "INSUFFICIENT_WORKERS", "PREPROCESSING_BOTTLENECK", "SLOW_DISK_IO",
-               "COLLATE_FUNCTION_SLOW", "SAMPLER_OVERHEAD", "BATCH_SIZE_INEFFICIENCY"}
+               "COLLATE_FUNCTION_SLOW", "SAMPLER_OVERHEAD", "BATCH_SIZE_INEFFICIENCY", "NETWORK_BOUND"}
 MEMCG_LIMIT = 1 << 30
+SCENARIO_TIMEOUT_S = 240
 
 
 def scenarios(names):
@@ -95,7 +96,16 @@ def run_one(build, name, path, needs, out_dir, overrides=None):
     if overrides:
         env["SCENARIO_LOADER_OVERRIDES"] = json.dumps(overrides)
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=HERE)
+        # start_new_session: on a timeout the whole tree (stall, the training, its workers) is killed
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE,
+                             start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            kill_session(p.pid)
+            p.communicate()
+            return None, "timed out after %d s" % SCENARIO_TIMEOUT_S
+        r = subprocess.CompletedProcess(cmd, p.returncode, out, err)
     finally:
         if cleanup:
             cleanup()
@@ -103,6 +113,21 @@ def run_one(build, name, path, needs, out_dir, overrides=None):
         return None, "failed (exit %d): %s" % (r.returncode, r.stderr[-1500:])
     with open(os.path.join(out_dir, "report.json")) as f:
         return json.load(f), ""
+
+
+def kill_session(sid):
+    """SIGKILL every process of session sid (stall, the training, its workers,
+    whatever process groups they made)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # field 6: the session id
+                os.kill(int(d), 9)
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 def steady_batch_s(rep):
