@@ -481,6 +481,7 @@ typedef enum stall_metric_t {
     STALL_M_TREE_WAIT_DISK,   /* threads of the tree in D state (last read, STALL_PROC_WAIT) */
     STALL_M_TREE_WAIT_NET,    /* threads of the tree blocked on an inet socket */
     STALL_M_TREE_WAIT_SLEEP,  /* threads of the tree in nanosleep */
+    STALL_M_WORKERS_PSS,      /* bytes: proportional set size of the root's descendants (read at the PSS rate) */
     STALL_M_COUNT_
 } stall_metric_t;
 

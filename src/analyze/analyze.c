@@ -456,6 +456,30 @@ static int detect_memory(ctx_t *c, stall_finding_t *f, int cap) {
                         "or activation checkpointing", "GPU memory peaked at %.0f%%", 100 * a->gpu_mem_used_frac_max);
         return 1;
     }
+    /* DataLoader workers whose memory keeps growing: forked workers touch the
+     * dataset's Python objects, and each reference-count update copies a page */
+    double grew = a->workers_pss_end - a->workers_pss_start;
+    const stall_loader_t *w = c->worst;
+    double loop_s = (double)a->loop_ns / NS;
+    if (!full && !psi && w && w->num_workers > 0 && isfinite(grew) && grew >= 64e6 &&
+        grew >= 0.2 * a->workers_pss_start && loop_s > 0) {
+        double rate = grew / (0.8 * loop_s); /* bytes/s between the two fifths' midpoints, roughly */
+        stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
+        f->severity = 0.05; /* a risk (the OOM killer), not time lost yet */
+        summary(f, "DataLoader workers' memory grew from %.0f MB to %.0f MB during the loop (%.1f MB/s): workers "
+                   "touching the dataset's Python objects copy their pages (copy-on-read).",
+                a->workers_pss_start / 1e6, a->workers_pss_end / 1e6, rate / 1e6);
+        EV(f, "workers_pss_start_mb", a->workers_pss_start / 1e6, 1);
+        EV(f, "workers_pss_end_mb", a->workers_pss_end / 1e6, 1);
+        EV(f, "workers_growth_mb_per_s", rate / 1e6, 2);
+        EV(f, "hours_to_fill", isfinite(a->mem_available_min) ? a->mem_available_min / rate / 3600 : NAN, 2);
+        EV(f, "num_workers", w->num_workers, 0);
+        suggest(f, NAN, "Keep per-sample metadata in numpy arrays or tensors (one object, no reference counts "
+                        "per item) instead of Python lists, dicts or strings",
+                "%d worker(s) grow %.1f MB/s together; at that rate the memory left lasts %.1f h",
+                w->num_workers, rate / 1e6, isfinite(a->mem_available_min) ? a->mem_available_min / rate / 3600 : NAN);
+        return 1;
+    }
     if (!full && !psi) return 0;
     stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
     /* time lost to reclaim: the pressure share itself, at least a nominal 5% when only the fill level shows */
@@ -866,6 +890,7 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->disk_busy_mean = series_stat(in.sampler, STALL_M_DISK_BUSY, t0, t1, MEAN);
     /* the fill of what the tree may use: its cgroup's limit when tighter than the machine */
     double avail_min = series_stat(in.sampler, STALL_M_MEM_AVAILABLE, in.start_ns, in.end_ns, MIN);
+    a->mem_available_min = avail_min;
     if ((y.valid & STALL_SYS_MEM) && isfinite(avail_min)) {
         double cap = (double)y.mem_total_bytes;
         if ((y.valid & STALL_SYS_CG_MEM) && y.cg_mem_limit_bytes != UINT64_MAX && (double)y.cg_mem_limit_bytes < cap)
@@ -890,6 +915,13 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->threads_disk = series_stat(in.sampler, STALL_M_TREE_WAIT_DISK, t0, t1, MEAN);
     a->threads_net = series_stat(in.sampler, STALL_M_TREE_WAIT_NET, t0, t1, MEAN);
     a->threads_sleep = series_stat(in.sampler, STALL_M_TREE_WAIT_SLEEP, t0, t1, MEAN);
+    /* workers' memory early (lowest of the first fifth) and late (highest of the last fifth) in the loop */
+    a->workers_pss_start = a->workers_pss_end = NAN;
+    if (a->loop_ns) {
+        uint64_t fifth = (t1 - t0) / 5;
+        a->workers_pss_start = series_stat(in.sampler, STALL_M_WORKERS_PSS, t0, t0 + fifth, MIN);
+        a->workers_pss_end = series_stat(in.sampler, STALL_M_WORKERS_PSS, t1 - fifth, t1, MAX);
+    }
     a->tree_cpu_cores = isfinite(a->main_cpu_cores)
                             ? a->main_cpu_cores + (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0)
                             : NAN;
@@ -985,6 +1017,7 @@ static const struct {
     VDBL("main_sys_cores", main_sys_cores), VDBL("tree_faults_per_s", tree_faults_per_s),
     VDBL("tree_majflt_per_s", tree_majflt_per_s), VDBL("threads_disk_wait", threads_disk),
     VDBL("threads_net_wait", threads_net), VDBL("threads_sleeping", threads_sleep),
+    VDBL("workers_pss_start_bytes", workers_pss_start), VDBL("workers_pss_end_bytes", workers_pss_end),
     {"has_gpu", V_INT, offsetof(stall_analysis_t, has_gpu)},
     {"loaders", V_INT, offsetof(stall_analysis_t, nloaders)},
     {"num_workers", -1, 0}, /* of the loader the loop waited on most */

@@ -131,6 +131,8 @@ struct stall_diagnosis_t {
     double main_sys_cores;   /* the main process in the kernel, mean over the loop (NaN) */
     double tree_faults_per_s, tree_majflt_per_s; /* page faults of the tree, mean over the loop (NaN) */
     double threads_disk, threads_net, threads_sleep; /* the tree's threads in each wait, mean over the loop (NaN) */
+    double workers_pss_start, workers_pss_end; /* workers' PSS early and late in the loop, bytes (NaN) */
+    double mem_available_min;  /* bytes the run could still use at its fullest (NaN) */
     double tree_cpu_cores;   /* the whole tree's mean over the loop (or the run), NaN: unknown */
     stall_finding_t findings[STALL_MAX_FINDINGS]; /* strongest first */
     int nfindings;

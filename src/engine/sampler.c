@@ -89,7 +89,7 @@ const char *stall_metric_name(int metric) {
         "gpu_util_pct",            "gpu_mem_used_bytes",      "gpu_power_mw",
         "gpu_pcie_rx_bytes_per_s", "gpu_pcie_tx_bytes_per_s", "main_sys_cpu_cores",
         "tree_page_faults_per_s",  "tree_major_faults_per_s", "tree_threads_disk_wait",
-        "tree_threads_net_wait",   "tree_threads_sleeping"};
+        "tree_threads_net_wait",   "tree_threads_sleeping",   "workers_pss_bytes"};
     _Static_assert(sizeof names / sizeof names[0] == STALL_M_COUNT_, "one name per stall_metric_t");
     return metric >= 0 && metric < STALL_M_COUNT_ ? names[metric] : "unknown";
 }
@@ -181,8 +181,8 @@ static void metrics_of(stall_sampler_t *s, double *v) {
 
     size_t n = s->s_nprocs;
     v[STALL_M_TREE_PROCS] = (double)n;
-    double wcpu = 0, wrss = 0, rd = 0, wr = 0, rq = 0, flt = 0, majflt = 0, wdisk = 0, wnet = 0, wsleep = 0;
-    int have_cpu = 0, have_io = 0, have_rq = 0, have_flt = 0, have_wait = 0;
+    double wcpu = 0, wrss = 0, rd = 0, wr = 0, rq = 0, flt = 0, majflt = 0, wdisk = 0, wnet = 0, wsleep = 0, wpss = 0;
+    int have_pss = 0, have_cpu = 0, have_io = 0, have_rq = 0, have_flt = 0, have_wait = 0;
     for (size_t i = 0; i < n; i++) {
         const stall_proc_sample_t *p = &s->s_procs[i];
         int r = (p->valid & STALL_PROC_RATES) != 0;
@@ -209,6 +209,10 @@ static void metrics_of(stall_sampler_t *s, double *v) {
                 have_cpu = 1;
             }
             if (p->valid & STALL_PROC_STAT) wrss += (double)p->rss_bytes;
+            if (p->valid & STALL_PROC_PSS) {
+                wpss += (double)p->pss_bytes;
+                have_pss = 1;
+            }
         }
         if (r && (p->valid & STALL_PROC_IO)) {
             rd += p->read_bytes_per_s;
@@ -220,6 +224,7 @@ static void metrics_of(stall_sampler_t *s, double *v) {
             have_rq = 1;
         }
     }
+    if (have_pss) v[STALL_M_WORKERS_PSS] = wpss;
     if (n > 1) {
         v[STALL_M_WORKERS_RSS] = wrss;
         if (have_cpu) v[STALL_M_WORKERS_CPU] = wcpu;
