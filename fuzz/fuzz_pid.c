@@ -1,7 +1,8 @@
 /*
  * fuzz_pid.c - libFuzzer target of the per-process parsers: /proc/<pid>/stat
- * (comm with spaces and parentheses), io, status (context switches, CPU
- * affinity), schedstat, smaps_rollup and task/<tid>/children pid lists.
+ * (comm with spaces and parentheses) with its page-fault fields, io, status
+ * (context switches, CPU affinity), schedstat, smaps_rollup,
+ * task/<tid>/children pid lists, a thread's state, wchan and syscall.
  */
 #include "fuzz.h"
 
@@ -12,6 +13,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK_STR(st.comm);
         CHECK(st.state != '\0' || size > 0);
     }
+    uint64_t minflt = 0, majflt = 0;
+    stall__parse_pid_stat_x(buf, size, &st, &minflt, &majflt);
+    char state = 0;
+    if (stall__parse_task_state(buf, size, &state) == 0) CHECK(state != '\0');
+    int w = stall__classify_wchan(buf, size);
+    CHECK(w >= STALL__WCHAN_OTHER && w <= STALL__WCHAN_SLEEP);
+    long nr;
+    uint64_t arg0;
+    stall__parse_task_syscall(buf, size, &nr, &arg0);
     stall_pid_io_t io;
     stall__parse_pid_io(buf, size, &io);
     uint64_t a, b;

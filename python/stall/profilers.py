@@ -5,9 +5,9 @@ PreprocessingProfiler subclass `_native.Profiler`, so `profile_operation`
 is C's span context manager. Sessions map to the process-wide engine
 (_engine.py); every statistic (count, total, self, min/max, percentiles,
 CPU time, processes) comes from engine.ops() and is only converted to
-seconds here. Findings are the first, simple measured rules (issue 4); the
-table-driven detectors and advisors arrive with issue 6, the DataLoader
-tuner with issue 8, monitoring with issue 9.
+seconds here. Findings come from the C detector table (Engine.diagnose, the
+same as `stall run`'s) with the config's thresholds; custom detectors join
+that table. The DataLoader tuner arrives with issue 8, monitoring with 9.
 """
 
 import dataclasses as _dc
@@ -103,13 +103,21 @@ for _t in (_T.CPU_BOUND, _T.CPU_COMPUTATION, _T.MODEL_FORWARD, _T.MODEL_BACKWARD
 
 
 def suggestions_for(findings):
-    """The seeds' optimization texts for each finding type, most severe first."""
+    """Each finding's own suggestions (concrete values and the expected
+    speedup of the diagnosis' model), then the seeds' optimization texts for
+    its type; most severe finding first."""
     out, seen = [], set()
     for f in sorted(findings, key=lambda f: -f.get("severity", 0.0)):
+        for sg in f.get("suggestions") or ():
+            if isinstance(sg, dict) and sg.get("action") and (f.get("type"), sg["action"]) not in seen:
+                seen.add((f.get("type"), sg["action"]))
+                out.append({"type": f.get("type"), "suggestion": sg["action"], "params": sg.get("params", {}),
+                            "expected_speedup": sg.get("expected_speedup"), "why": sg.get("why"),
+                            "source": "diagnosis"})
         for text in _SUGGESTIONS.get(f.get("type"), ()):
             if (f.get("type"), text) not in seen:
                 seen.add((f.get("type"), text))
-                out.append({"type": f.get("type"), "suggestion": text, "source": "seed text (first version)"})
+                out.append({"type": f.get("type"), "suggestion": text, "source": "seed text"})
     return out
 
 

@@ -115,6 +115,15 @@ static const field_t proc_fields[] = {
     PROC(runq_wait_ns, F_U64, STALL_PROC_SCHED),
     PROC(runq_wait_share, F_DBL, STALL_PROC_SCHED | STALL_PROC_RATES),
     PROC(gpu_mem_bytes, F_U64, STALL_PROC_GPU),
+    PROC(minflt, F_U64, STALL_PROC_STAT),
+    PROC(majflt, F_U64, STALL_PROC_STAT),
+    PROC(minflt_per_s, F_DBL, STALL_PROC_STAT | STALL_PROC_RATES),
+    PROC(majflt_per_s, F_DBL, STALL_PROC_STAT | STALL_PROC_RATES),
+    PROC(sys_util, F_DBL, STALL_PROC_STAT | STALL_PROC_RATES),
+    PROC(threads_running, F_U32, STALL_PROC_WAIT),
+    PROC(threads_disk, F_U32, STALL_PROC_WAIT),
+    PROC(threads_net, F_U32, STALL_PROC_WAIT),
+    PROC(threads_sleep, F_U32, STALL_PROC_WAIT),
 };
 #undef PROC
 
