@@ -31,6 +31,9 @@ static const char *usage_text =
     "                             run CMD, profile its process tree and its PyTorch\n"
     "                             training loop, and say what slows it down (reports\n"
     "                             in DIR, default stall-out; `stall run --help`)\n"
+    "  report REPORT.json [B.json] [--html OUT]\n"
+    "                             print a report's diagnosis again (--html: write its\n"
+    "                             page), or compare two runs side by side\n"
     "  version                    print stall's version\n"
     "  dump [--summary] [--keep] DIR\n"
     "                             read every span recorded in session directory DIR\n"
@@ -400,6 +403,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "run")) return stall__cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "report")) return stall__cmd_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);

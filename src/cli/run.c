@@ -39,6 +39,7 @@
 #include "export.h"
 #include "html.h"
 #include "report.h"
+#include "jsonr.h"
 #include "run.h"
 #include "stall.h"
 
@@ -348,49 +349,19 @@ static void tick(run_t *r) {
 
 /* ------------------------------------------------------------- the end */
 
-static void print_diagnosis(const run_t *r, const stall_analysis_t *an, int status, int sig,
-                            const char *json, const char *html, const char *trace) {
-    FILE *f = stderr;
-    fprintf(f, "\nstall: ");
-    for (int i = 0; i < r->argc && i < 6; i++) fprintf(f, "%s%s", i ? " " : "", r->argv[i]);
-    if (r->argc > 6) fprintf(f, " ...");
-    if (sig) fprintf(f, " | killed by SIG%s (exit %d)", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", status);
-    else fprintf(f, " | exit %d", status);
-    fprintf(f, " | %.1f s", (double)an->duration_ns / 1e9);
-    if (an->loop_ns && an->batches)
-        fprintf(f, " | %llu batches, %.1f/s", (unsigned long long)an->batches,
-                (double)an->batches / ((double)an->loop_ns / 1e9));
-    fputc('\n', f);
-    if (an->loop_ns)
-        fprintf(f, "  training loop %.1f s: waiting for data %.0f%%, computing %.0f%%\n",
-                (double)an->loop_ns / 1e9, 100 * an->data_wait_frac, 100 * an->compute_frac);
-    int shown = an->nfindings < 3 ? an->nfindings : 3;
-    if (!shown) fprintf(f, "  no bottleneck found\n");
-    for (int i = 0; i < shown; i++) {
-        const stall_finding_t *x = &an->findings[i];
-        fprintf(f, "\n  %d. %s (%s): %.0f%% of wall time\n", i + 1, stall__finding_title(x->type), x->type,
-                100 * x->severity);
-        fprintf(f, "     %s\n", x->summary);
-        if (x->nevidence) {
-            fprintf(f, "     evidence:");
-            for (int j = 0; j < x->nevidence; j++)
-                if (strcmp(x->evidence[j].val, "null")) fprintf(f, " %s=%s", x->evidence[j].key, x->evidence[j].val);
-            fputc('\n', f);
-        }
-        for (int j = 0; j < x->nsugg; j++) {
-            const stall_suggestion_t *s = &x->sugg[j];
-            fprintf(f, "     -> %s", s->action);
-            for (int k = 0; k < s->nparams; k++)
-                fprintf(f, "%s%s=%s", k ? ", " : ": ", s->params[k].key, s->params[k].val);
-            if (isfinite(s->expected_speedup)) fprintf(f, "  (expected %.2fx faster)", s->expected_speedup);
-            fputc('\n', f);
-        }
-    }
-    fprintf(f, "\n  reports:");
-    if (json) fprintf(f, " %s", json);
-    if (html) fprintf(f, " %s", html);
-    if (trace) fprintf(f, " %s", trace);
-    fputc('\n', f);
+/* The diagnosis on stderr: the report just rendered, read back through the
+ * same printer as `stall report`, and where the files went. */
+static void print_diagnosis(const char *json, size_t len, const char *pj, const char *ph, const char *pt) {
+    char err[200];
+    stall_jv_t *doc = json ? stall__json_parse(json, len, err, sizeof err) : NULL;
+    if (doc) stall__print_report(stderr, doc, 3);
+    else fprintf(stderr, "\nstall: no diagnosis to print (%s)\n", json ? err : stall_last_error());
+    stall__jv_free(doc);
+    fprintf(stderr, "\n  reports:");
+    if (pj) fprintf(stderr, " %s", pj);
+    if (ph) fprintf(stderr, " %s", ph);
+    if (pt) fprintf(stderr, " %s", pt);
+    fputc('\n', stderr);
 }
 
 static int write_file(const char *path, const char *data, size_t len) {
@@ -488,8 +459,8 @@ static void finish(run_t *r, int status, int sig) {
     else fprintf(stderr, "stall: could not write %s: %s\n", pj, json ? strerror(errno) : stall_last_error());
     if (json && stall__report_html_write(ph, json, len) == 0) ok_h = 1;
     else fprintf(stderr, "stall: could not write %s: %s\n", ph, stall_last_error());
+    print_diagnosis(json, len, ok_j ? pj : NULL, ok_h ? ph : NULL, ok_t ? pt : NULL);
     free(json);
-    print_diagnosis(r, &an, status, sig, ok_j ? pj : NULL, ok_h ? ph : NULL, ok_t ? pt : NULL);
 }
 
 /* ------------------------------------------------------------- command */

@@ -4,7 +4,22 @@
 #ifndef STALL_CLI_RUN_H
 #define STALL_CLI_RUN_H
 
+#include <stdio.h>
+
+#include "jsonr.h"
+
 /* Runs `stall run` with the arguments after "run"; returns the exit status. */
 int stall__cmd_run(int argc, char **argv);
+
+/* Runs `stall report` with the arguments after "report"; returns the exit
+ * status (0, 1 when a page could not be written, 2 for bad arguments or a
+ * file that is not a stall report). */
+int stall__cmd_report(int argc, char **argv);
+
+/* Prints a report.json's diagnosis (command, exit, duration, throughput, the
+ * loop's split and the first max_findings findings with their evidence and
+ * suggestions) to f: what `stall run` says at its end and `stall report`
+ * says of a file. */
+void stall__print_report(FILE *f, const stall_jv_t *rep, int max_findings);
 
 #endif
