@@ -8,11 +8,9 @@ session, `if config.save_profiles: profiler.generate_optimization_report()`
 
 Fills in `config` and `profiler` (a BottleneckProfilerConfig and a
 BottleneckProfiler) and the session: a DataLoader loop and MLP training on
-random data. Shows: the report's return value and the files written.
-
-BottleneckProfiler.generate_optimization_report comes with the tuner
-(issue 8): until it lands this script stops at a NotImplementedError naming
-issue 8.
+random data. Shows: the report's return value (the path of the session's
+HTML page, the same page `stall run` writes) and the files written (the
+page and its report.json).
 """
 
 import os

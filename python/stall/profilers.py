@@ -569,8 +569,42 @@ class _SessionCore:
         return doc
 
     # -- later issues -----------------------------------------------------
-    def generate_optimization_report(self, *a, **k):
-        _later(f"{type(self).__name__}.generate_optimization_report", 8)
+    def generate_optimization_report(self, output_path=None, session_id=None):
+        """Writes the report of a session (the latest active one, else the
+        last stopped; or session_id) as a self-contained HTML page, the same
+        page `stall run` writes: the diagnosis first (findings with their
+        cost and suggestions), where the time went, the sampled series as
+        charts, the operations table. Its report.json (schema stall.report/1)
+        is written beside it (same name, .json). output_path: the page's path
+        (default <profile_output_dir>/<session id>-report.html). Returns the
+        page's path."""
+        s = self._current() if session_id is None else self._session(session_id)
+        if s is None:
+            raise RuntimeError("generate_optimization_report(): no session yet (call start_profiling_session first)")
+        if s.loaded:
+            raise ValueError(f"generate_optimization_report(): session {s.session_id!r} was loaded from a file; "
+                             "its measurements are no longer in the engine (its summary is in get_session_summary)")
+        if output_path is None:
+            d = getattr(self.config, "profile_output_dir", None) or "."
+            output_path = _os.path.join(d, f"{s.session_id}-report.html")
+        output_path = _os.fspath(output_path)
+        if not output_path.endswith((".html", ".htm")):
+            raise ValueError(f"generate_optimization_report(): output_path must end with .html, got {output_path!r}")
+        bshare, mem_share, gpu_share, cpu_pct = _thresholds(self.config)
+        level = getattr(self.config, "level", None) or getattr(self.config, "profiling_level", None)
+        eng = self._eng()
+        text = eng.diagnose(s.engine_id, bottleneck=bshare, memory=min(1.0, mem_share), gpu=min(1.0, gpu_share),
+                            cpu=min(1.0, cpu_pct / 100.0), report=True, command=[str(a) for a in _sys.argv],
+                            level=level.value if level is not None else None)
+        parent = _os.path.dirname(_os.path.abspath(output_path))
+        _os.makedirs(parent, exist_ok=True)
+        base = output_path.rsplit(".", 1)[0]
+        for path, data in ((base + ".json", text), (output_path, _native.render_report_html(text))):
+            tmp = f"{path}.tmp{_os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(data)
+            _os.replace(tmp, path)
+        return output_path
 
 
 def _custom_finding(fn, r):
@@ -987,6 +1021,10 @@ class DataLoadingProfiler(_ProfilerBase, _SessionCore):
 
     def get_optimal_configuration(self, *a, **k):
         _later("DataLoadingProfiler.get_optimal_configuration", 8)
+
+    def generate_optimization_report(self, *a, **k):
+        # the seeds' report of this class charts the configurations the tuner measured
+        _later("DataLoadingProfiler.generate_optimization_report", 8)
 
 
 class PreprocessingProfiler(_ProfilerBase, _SessionCore):

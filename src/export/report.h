@@ -36,6 +36,7 @@ typedef struct stall_report_t {
     double interval_s;
     const stall_analysis_t *an;
     stall_agg_t *agg;
+    uint64_t session_id;      /* the aggregator's session the ops come from (0: the whole run) */
     stall_sampler_t *sampler; /* may be NULL */
     const stall_proc_summary_t *procs;
     size_t nprocs;

@@ -162,10 +162,10 @@ static void loaders(FILE *f, const stall_analysis_t *a) {
     fputc(']', f);
 }
 
-static void ops(FILE *f, stall_agg_t *agg) {
+static void ops(FILE *f, stall_agg_t *agg, uint64_t session_id) {
     enum { CAP = 512 };
     stall_op_stats_t *o = malloc(CAP * sizeof *o);
-    ssize_t n = o ? stall_agg_ops(agg, 0, o, CAP) : 0;
+    ssize_t n = o ? stall_agg_ops(agg, session_id, o, CAP) : 0;
     if (n > CAP) n = CAP;
     fputc('[', f);
     for (ssize_t i = 0; i < n; i++) {
@@ -360,7 +360,7 @@ char *stall__report_json(const stall_report_t *r, size_t *len) {
     key(f, &first, "loaders");
     loaders(f, a);
     key(f, &first, "ops");
-    ops(f, r->agg);
+    ops(f, r->agg, r->session_id);
     key(f, &first, "processes");
     processes(f, r);
     key(f, &first, "system");

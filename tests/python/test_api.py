@@ -458,7 +458,7 @@ def test_later_issue_methods_raise_naming_the_issue():
          ["profile_preprocessing_function", "profile_batch_preprocessing", "get_optimal_preprocessing_config"]),
         (stall.BottleneckProfiler(cfg()),
          ["profile_current_configuration", "get_optimization_suggestions", "apply_optimizations",
-          "measure_improvement", "generate_optimization_report"]),
+          "measure_improvement"]),
     ]
     for obj, methods in tuner:
         for m in methods:
@@ -468,6 +468,34 @@ def test_later_issue_methods_raise_naming_the_issue():
     for m in ["start_monitoring", "add_alert_callback", "get_monitoring_summary", "stop_monitoring"]:
         with pytest.raises(NotImplementedError, match=r"monitoring, issue 9"):
             getattr(mon, m)(*([] if m != "add_alert_callback" else [print]))
+
+
+def test_generate_optimization_report_writes_the_session_page(tmp_path):
+    p = stall.BottleneckProfiler(stall.BottleneckProfilerConfig(profile_output_dir=str(tmp_path / "out")))
+    with pytest.raises(RuntimeError, match="no session"):
+        p.generate_optimization_report()
+    sid = p.start_profiling_session("paged")
+    with p.profile_operation("spin", BT.CPU_COMPUTATION):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            pass
+    p.stop_profiling_session(sid)
+    page = p.generate_optimization_report()
+    assert page == str(tmp_path / "out" / f"{sid}-report.html")
+    rep = json.loads((tmp_path / "out" / f"{sid}-report.json").read_text())
+    assert rep["schema"] == "stall.report/1"
+    assert "spin" in [o["name"] for o in rep["ops"]]
+    assert [b["type"] for b in rep["bottlenecks"]][:2] == ["CPU_BOUND", "CPU_COMPUTATION"] or \
+        "CPU_COMPUTATION" in [b["type"] for b in rep["bottlenecks"]]
+    assert 0.25 < rep["duration_s"] < 5
+    html = open(page).read()
+    assert html.lower().startswith("<!doctype html>") and '"schema":"stall.report/1"' in html.replace(" ", "")
+    other = p.generate_optimization_report(tmp_path / "x" / "mine.html", session_id=sid)
+    assert other == str(tmp_path / "x" / "mine.html") and (tmp_path / "x" / "mine.json").exists()
+    with pytest.raises(ValueError, match="must end with .html"):
+        p.generate_optimization_report(tmp_path / "mine.txt")
+    with pytest.raises(KeyError):
+        p.generate_optimization_report(session_id="nope")
 
 
 def test_record_metric_reaches_custom_detectors_by_name():

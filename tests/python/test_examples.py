@@ -44,8 +44,6 @@ PENDING = {
     # BottleneckProfiler.profile_current_configuration / get_optimization_suggestions /
     # apply_optimizations / measure_improvement
     "s001_performance_tuning.py": ("issue 8",),
-    # BottleneckProfiler.generate_optimization_report
-    "s001_bp_report_generation.py": ("issue 8",),
     "s001_complete_training_loop.py": ("issue 8",),
 }
 

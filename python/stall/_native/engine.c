@@ -15,6 +15,10 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <time.h>
+
+#include "internal.h"
+#include "report.h"
 
 typedef struct EngineObject {
     PyObject_HEAD
@@ -654,11 +658,101 @@ out:
 }
 
 static const char *const diagnose_names[] = {"session_id", "bottleneck", "memory", "gpu", "cpu", "gpu_busy",
-                                             "detectors"};
+                                             "detectors", "report", "command", "level"};
+
+/* report.json of a session (stall.report/1) from its diagnosis: the
+ * session's operations, the sampler's series and system, the processes the
+ * sampler sees now. command: the argv to show; level: a name. */
+static char *session_report(EngineObject *self, uint64_t id, const stall_diagnosis_t *d, PyObject *command,
+                            const char *level, size_t *len) {
+    stall_report_t rep;
+    memset(&rep, 0, sizeof rep);
+    char **argv = NULL;
+    Py_ssize_t argc = 0;
+    PyObject *seq = NULL;
+    char *json = NULL;
+    stall_proc_summary_t *procs = NULL;
+    if (command && command != Py_None) {
+        seq = PySequence_Fast(command, "Engine.diagnose(): command must be a list of str");
+        if (!seq) return NULL;
+        argc = PySequence_Fast_GET_SIZE(seq);
+        argv = PyMem_Calloc((size_t)argc + 1, sizeof *argv);
+        if (!argv) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        for (Py_ssize_t i = 0; i < argc; i++) {
+            PyObject *a = PySequence_Fast_GET_ITEM(seq, i);
+            if (!PyUnicode_Check(a)) {
+                PyErr_Format(PyExc_TypeError, "Engine.diagnose(): command items must be str, not %.100s",
+                             Py_TYPE(a)->tp_name);
+                goto out;
+            }
+            argv[i] = (char *)PyUnicode_AsUTF8(a);
+            if (!argv[i]) goto out;
+        }
+    }
+    uint64_t begin = 0, end = 0;
+    if (stall__agg_session_range(stall_engine_agg(self->e), id, &begin, &end, NULL, 0) < 0) {
+        lib_error(PyExc_KeyError, "diagnose");
+        goto out;
+    }
+    if (!end) end = stall_now_ns();
+    stall_sampler_t *smp = stall_engine_sampler(self->e);
+    enum { MAXP = 256 };
+    procs = PyMem_Calloc(MAXP, sizeof *procs);
+    stall_proc_sample_t *ps = PyMem_Calloc(MAXP, sizeof *ps);
+    size_t np = smp && procs && ps ? stall_sampler_procs(smp, ps, MAXP) : 0;
+    if (np > MAXP) np = MAXP;
+    for (size_t i = 0; i < np; i++) {
+        stall_proc_summary_t *p = &procs[i];
+        p->pid = ps[i].pid;
+        p->ppid = ps[i].ppid;
+        p->starttime = ps[i].starttime;
+        p->alive = 1;
+        snprintf(p->label, sizeof p->label, "%s", ps[i].depth == 0 ? "main" : "child");
+        snprintf(p->comm, sizeof p->comm, "%s", ps[i].comm);
+        p->cpu_s = (double)(ps[i].utime_ns + ps[i].stime_ns) / 1e9;
+        p->max_rss_bytes = ps[i].rss_bytes;
+        p->max_cpu_cores = ps[i].valid & STALL_PROC_RATES ? ps[i].cpu_util : 0;
+    }
+    PyMem_Free(ps);
+    rep.argv = argv;
+    rep.argc = (int)argc;
+    rep.started_at = time(NULL) - (time_t)((stall_now_ns() - begin) / 1000000000ull);
+    rep.start_ns = begin;
+    rep.end_ns = end;
+    rep.level = level ? level : "detailed";
+    rep.interval_s = NAN;
+    rep.an = d;
+    rep.agg = stall_engine_agg(self->e);
+    rep.session_id = id;
+    rep.sampler = smp;
+    rep.procs = procs;
+    rep.nprocs = np;
+    json = stall__report_json(&rep, len);
+    if (!json) lib_error(PyExc_MemoryError, "diagnose");
+out:
+    PyMem_Free(procs);
+    PyMem_Free(argv);
+    Py_XDECREF(seq);
+    return json;
+}
 
 static PyObject *Engine_diagnose(EngineObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    PyObject *a[7];
-    if (gather_args("diagnose", args, nargs, kwnames, diagnose_names, 0, 0, 7, a) < 0) return NULL;
+    PyObject *a[10];
+    if (gather_args("diagnose", args, nargs, kwnames, diagnose_names, 0, 0, 10, a) < 0) return NULL;
+    int want_report = a[7] ? PyObject_IsTrue(a[7]) : 0;
+    if (want_report < 0) return NULL;
+    const char *level = NULL;
+    if (a[9] && a[9] != Py_None) {
+        if (!PyUnicode_Check(a[9])) {
+            PyErr_Format(PyExc_TypeError, "Engine.diagnose(): level must be a str, not %.100s", Py_TYPE(a[9])->tp_name);
+            return NULL;
+        }
+        level = PyUnicode_AsUTF8(a[9]);
+        if (!level) return NULL;
+    }
     if (engine_check(self, "diagnose") < 0) return NULL;
     uint64_t id = 0;
     if (a[0] && session_id_arg(a[0], "diagnose", 0, &id) < 0) return NULL;
@@ -733,10 +827,10 @@ static PyObject *Engine_diagnose(EngineObject *self, PyObject *const *args, Py_s
         goto done;
     }
     size_t len;
-    char *json = stall_diagnosis_json(d, &len);
+    char *json = want_report ? session_report(self, id, d, a[8], level, &len) : stall_diagnosis_json(d, &len);
     stall_diagnosis_free(d);
     if (!json) {
-        lib_error(PyExc_MemoryError, "diagnose");
+        if (!PyErr_Occurred()) lib_error(PyExc_MemoryError, "diagnose");
         goto done;
     }
     result = PyUnicode_DecodeUTF8(json, (Py_ssize_t)len, "replace");
@@ -994,13 +1088,16 @@ static PyMethodDef engine_methods[] = {
      "an unknown session."},
     {"diagnose", (PyCFunction)(void (*)(void))Engine_diagnose, METH_FASTCALL | METH_KEYWORDS,
      "diagnose($self, /, session_id=0, bottleneck=None, memory=None, gpu=None, cpu=None, gpu_busy=None,\n"
-     "         detectors=None)\n--\n\n"
+     "         detectors=None, report=False, command=None, level=None)\n--\n\n"
      "The diagnosis of a session (0: the whole run) by the C detectors, as JSON:\n"
      "{\"bottlenecks\": [...], \"breakdown\": {...}, \"loaders\": [...]}. Thresholds are\n"
      "shares in (0, 1] (None: the default). detectors: (name, fn) pairs joining the\n"
      "table for this call; fn(values, findings_so_far) returns None or (type,\n"
      "severity, summary[, evidence[, [(action, speedup, why), ...]]]). An exception in\n"
-     "fn is raised after the analysis. KeyError for an unknown session."},
+     "fn is raised after the analysis. KeyError for an unknown session. report=True:\n"
+     "the whole report.json of the session instead (stall.report/1: bottlenecks,\n"
+     "breakdown, loaders, ops, processes, system, series), with command (list of\n"
+     "str) and level shown in it."},
     {"session_wall_ns", (PyCFunction)Engine_session_wall_ns, METH_O,
      "session_wall_ns($self, id, /)\n--\n\nWall time of a session (end, or now if open, minus begin); 0 if unknown."},
     {"kind_time", (PyCFunction)Engine_kind_time, METH_O,
