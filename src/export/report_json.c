@@ -294,14 +294,23 @@ static void series(FILE *f, const stall_report_t *r) {
     fputc('}', f);
     key(f, &first, "loop");
     fputc('[', f);
-    for (size_t i = 0; i < r->nloop; i++) {
+    /* one point per second: a long run's are folded (means of the known
+     * values, at the first point's time) to at most MAX_SERIES_POINTS */
+    size_t step = (r->nloop + MAX_SERIES_POINTS - 1) / MAX_SERIES_POINTS;
+    if (!step) step = 1;
+    for (size_t i = 0; i < r->nloop; i += step) {
+        double sum[2] = {0, 0};
+        int cnt[2] = {0, 0};
+        for (size_t j = i; j < i + step && j < r->nloop; j++)
+            for (int k = 0; k < 2; k++)
+                if (isfinite(r->loop[j][1 + k])) sum[k] += r->loop[j][1 + k], cnt[k]++;
         if (i) fputc(',', f);
         fputc('[', f);
         num(f, r->loop[i][0], 3);
         fputc(',', f);
-        num(f, r->loop[i][1], 3);
+        num(f, cnt[0] ? sum[0] / cnt[0] : NAN, 3);
         fputc(',', f);
-        num(f, r->loop[i][2], 4);
+        num(f, cnt[1] ? sum[1] / cnt[1] : NAN, 4);
         fputc(']', f);
     }
     fputs("]}", f);
