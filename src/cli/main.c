@@ -6,6 +6,7 @@
  *   stall dump [--summary] DIR  drain a session directory: every record as one
  *                               JSON line, or a per-operation summary table
  *   stall sample [options]      what the machine and a process tree are doing
+ *   stall top [PID]             live view of a `stall run` session (top.c)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,6 +45,11 @@ static const char *usage_text =
     "                             sample the system, the process tree of PID (default:\n"
     "                             stall itself) and the GPUs N times (default 2),\n"
     "                             INTERVAL apart (default 0.5), and print each sample\n"
+    "  top [--interval S] [--once] [PID]\n"
+    "                             live view of a running `stall run` session (default:\n"
+    "                             the latest) or of PID's process tree: batches/s, data\n"
+    "                             wait, main and worker processes, GPU, pressure,\n"
+    "                             findings (`stall top --help`)\n"
     "  help                       show this help\n";
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -404,6 +410,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "run")) return stall__cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return stall__cmd_report(argc - 2, argv + 2);
+    if (!strcmp(cmd, "top")) return stall__cmd_top(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);

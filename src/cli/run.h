@@ -11,6 +11,11 @@
 /* Runs `stall run` with the arguments after "run"; returns the exit status. */
 int stall__cmd_run(int argc, char **argv);
 
+/* Runs `stall top` with the arguments after "top" (src/cli/top.c); returns
+ * the exit status (0, 1 when the terminal cannot be driven, 2 for bad
+ * arguments, a PID that does not exist or no session to watch). */
+int stall__cmd_top(int argc, char **argv);
+
 /* Runs `stall report` with the arguments after "report"; returns the exit
  * status (0, 1 when a page could not be written, 2 for bad arguments or a
  * file that is not a stall report). */
