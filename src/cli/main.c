@@ -52,12 +52,14 @@ static const char *usage_text =
     "                             findings (`stall top --help`)\n"
     "  help                       show this help\n";
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "stall: ");
+int stall__usage_error(const char *who, const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "%s: ", who);
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage_text);
+    fprintf(stderr, "\n\n%s", usage);
     return 2;
 }
+
+static int usage_error(const char *fmt, const char *arg) { return stall__usage_error("stall", usage_text, fmt, arg); }
 
 /* ------------------------------------------------------------ dump */
 

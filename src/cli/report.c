@@ -32,10 +32,7 @@ static const char *report_usage =
     "compares them.\n";
 
 static int report_usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "stall report: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", report_usage);
-    return 2;
+    return stall__usage_error("stall report", report_usage, fmt, arg);
 }
 
 /* ------------------------------------------------------------ printing */

@@ -96,10 +96,7 @@ static int parse_threshold(stall_thresholds_t *th, const char *arg) {
 }
 
 static int run_usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "stall run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", run_usage);
-    return 2;
+    return stall__usage_error("stall run", run_usage, fmt, arg);
 }
 
 /* A signal sent to stall by a process (si_code <= 0: kill, sigqueue) goes on

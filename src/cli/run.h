@@ -8,6 +8,10 @@
 
 #include "jsonr.h"
 
+/* Says on stderr "<who>: " + fmt (with one %s for arg), then the usage
+ * text; returns 2, the exit status of a usage error. */
+int stall__usage_error(const char *who, const char *usage, const char *fmt, const char *arg);
+
 /* Runs `stall run` with the arguments after "run"; returns the exit status. */
 int stall__cmd_run(int argc, char **argv);
 

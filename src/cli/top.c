@@ -86,10 +86,7 @@ static void on_quit_signal(int sig) {
 }
 
 static int top_usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "stall top: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", top_usage);
-    return 2;
+    return stall__usage_error("stall top", top_usage, fmt, arg);
 }
 
 /* ------------------------------------------------------------ /proc */

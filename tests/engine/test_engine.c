@@ -426,17 +426,26 @@ static const stall_finding_t *finding_of(const stall_diagnosis_t *d, const char 
 
 /* Waiting for data with no fetch spans (level basic): DATA_LOADING, with
  * workers to add; the breakdown comes from the spans alone. */
+/* A fresh engine that saw loader n (with `workers`) run 20 batches of
+ * record_loop in session id, and its diagnosis. */
+static stall_diagnosis_t *diagnose_loop(stall_engine_t **e, uint64_t id, int n, int workers, int wait_us, int step_us,
+                                        int copy_us) {
+    drain_away();
+    write_loader(n, workers);
+    *e = stall_engine_new(g_dir, NULL, 1, 0);
+    assert_non_null(*e);
+    assert_int_equal(stall_agg_session_begin(stall_engine_agg(*e), id, "loop", stall_now_ns()), 0);
+    record_loop(n, 20, wait_us, step_us, copy_us);
+    assert_int_equal(stall_agg_session_end(stall_engine_agg(*e), id, stall_now_ns()), 0);
+    stall_diagnosis_t *d = stall_engine_diagnose(*e, id, NULL);
+    assert_non_null(d);
+    return d;
+}
+
 static void diagnosis_waiting_for_data(void **state) {
     (void)state;
-    drain_away();
-    write_loader(1, 0);
-    stall_engine_t *e = stall_engine_new(g_dir, NULL, 1, 0);
-    assert_non_null(e);
-    assert_int_equal(stall_agg_session_begin(stall_engine_agg(e), 21, "waits", stall_now_ns()), 0);
-    record_loop(1, 20, 3000, 1000, 0);
-    assert_int_equal(stall_agg_session_end(stall_engine_agg(e), 21, stall_now_ns()), 0);
-    stall_diagnosis_t *d = stall_engine_diagnose(e, 21, NULL);
-    assert_non_null(d);
+    stall_engine_t *e;
+    stall_diagnosis_t *d = diagnose_loop(&e, 21, 1, 0, 3000, 1000, 0);
     assert_string_equal(stall_finding_type(stall_diagnosis_finding(d, 0)), "DATA_LOADING");
     assert_true(stall_diagnosis_value(d, "batches") == 20);
     double w = stall_diagnosis_value(d, "data_wait_frac");
@@ -453,15 +462,8 @@ static void diagnosis_waiting_for_data(void **state) {
  * lead (they have a fix), with pin_memory and non_blocking suggested. */
 static void diagnosis_transfer_overhead(void **state) {
     (void)state;
-    drain_away();
-    write_loader(2, 2);
-    stall_engine_t *e = stall_engine_new(g_dir, NULL, 1, 0);
-    assert_non_null(e);
-    assert_int_equal(stall_agg_session_begin(stall_engine_agg(e), 22, "copies", stall_now_ns()), 0);
-    record_loop(2, 20, 50, 5000, 2000);
-    assert_int_equal(stall_agg_session_end(stall_engine_agg(e), 22, stall_now_ns()), 0);
-    stall_diagnosis_t *d = stall_engine_diagnose(e, 22, NULL);
-    assert_non_null(d);
+    stall_engine_t *e;
+    stall_diagnosis_t *d = diagnose_loop(&e, 22, 2, 2, 50, 5000, 2000);
     const stall_finding_t *f0 = stall_diagnosis_finding(d, 0);
     assert_string_equal(stall_finding_type(f0), "GPU_TRANSFER_OVERHEAD");
     assert_true(stall_finding_severity(f0) > 0.2);

@@ -63,11 +63,17 @@ class Remote(torch.utils.data.Dataset):
         return {"n": self.n, "addr": self.addr, "conn": None}
 
 
-if __name__ == "__main__":
+def start_server():
+    """The data server in a process of its own: (its address, the process)."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
     server = mp.get_context("fork").Process(target=serve, args=(lsock,), daemon=True)
     server.start()
-    train([make_loader(Remote(8 * 50, lsock.getsockname()), batch_size=8)], step_ms=10)
+    return lsock.getsockname(), server
+
+
+if __name__ == "__main__":
+    addr, server = start_server()
+    train([make_loader(Remote(8 * 50, addr), batch_size=8)], step_ms=10)
     server.terminate()

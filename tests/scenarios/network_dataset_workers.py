@@ -4,17 +4,10 @@ cannot keep up.
 
 expect: NETWORK_BOUND
 """
-import multiprocessing as mp
-import socket
-
 from _common import make_loader, train
-from network_dataset import Remote, serve
+from network_dataset import Remote, start_server
 
 if __name__ == "__main__":
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(8)
-    server = mp.get_context("fork").Process(target=serve, args=(lsock,), daemon=True)
-    server.start()
-    train([make_loader(Remote(8 * 60, lsock.getsockname()), batch_size=8, num_workers=2)], step_ms=5)
+    addr, server = start_server()
+    train([make_loader(Remote(8 * 60, addr), batch_size=8, num_workers=2)], step_ms=5)
     server.terminate()
