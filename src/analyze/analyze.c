@@ -798,6 +798,21 @@ int stall__loop_op(const stall_op_stats_t *o) {
     return o->kind == STALL_KIND_DATA_LOADING && n > 7 && !strcmp(o->name + n - 7, ".warmup") ? 2 : 0;
 }
 
+int stall__loop_totals(stall_agg_t *agg, uint64_t *batches, uint64_t *wait_ns) {
+    enum { CAP = 1024 }; /* the loop's ops are among the largest totals, which come first */
+    *batches = *wait_ns = 0;
+    stall_op_stats_t *ops = malloc(CAP * sizeof *ops);
+    if (!ops) return stall__err("stall__loop_totals: out of memory");
+    ssize_t n = stall_agg_ops(agg, 0, ops, CAP);
+    for (ssize_t i = 0; i < n && i < CAP; i++)
+        if (stall__loop_op(&ops[i])) *batches += stall__op_batches(&ops[i]);
+    free(ops);
+    uint64_t kt[STALL_KIND_COUNT_] = {0};
+    stall_agg_kind_time(agg, 0, kt);
+    *wait_ns = kt[STALL_KIND_DATA_WAIT];
+    return 0;
+}
+
 int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     if (!in_ || !a || !in_->agg) return stall__err("stall__analyze: the aggregator is required");
     stall_analysis_in_t in = *in_;

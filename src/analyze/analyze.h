@@ -161,6 +161,11 @@ static inline uint64_t stall__op_batches(const stall_op_stats_t *o) {
     return o->arg_sum < o->count ? o->arg_sum : o->count;
 }
 
+/* Batches the training loop received and the time it waited for data so
+ * far, over all loaders of the whole run (for live views: the status line
+ * of `stall run`, `stall top`). Returns 0, or -1 when out of memory. */
+int stall__loop_totals(stall_agg_t *agg, uint64_t *batches, uint64_t *wait_ns);
+
 /* Reads the loader-*.kv files of a session directory into out (at most cap);
  * returns how many were read (unreadable files are skipped). */
 int stall__loaders_read(const char *dir, stall_loader_t *out, int cap);

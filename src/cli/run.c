@@ -232,33 +232,9 @@ static void track_procs(run_t *r) {
             if (r->nprocs == MAX_PROCS) continue;
             p = &r->procs[r->nprocs++];
             memset(p, 0, sizeof *p);
-            p->pid = ps[i].pid;
-            p->starttime = ps[i].starttime;
         }
-        p->ppid = ps[i].ppid;
-        snprintf(p->comm, sizeof p->comm, "%s", ps[i].comm);
-        p->alive = 1;
-        if (ps[i].valid & STALL_PROC_STAT) {
-            p->cpu_s = (double)(ps[i].utime_ns + ps[i].stime_ns) / 1e9;
-            if (ps[i].rss_bytes > p->max_rss_bytes) p->max_rss_bytes = ps[i].rss_bytes;
-        }
-        if ((ps[i].valid & STALL_PROC_RATES) && ps[i].cpu_util > p->max_cpu_cores) p->max_cpu_cores = ps[i].cpu_util;
+        stall__proc_summary_update(p, &ps[i]);
     }
-}
-
-/* batches delivered and time waited so far, over all loaders */
-static void loop_totals(run_t *r, uint64_t *batches, uint64_t *wait_ns) {
-    enum { CAP = 1024 };
-    static stall_op_stats_t ops[CAP];
-    stall_agg_t *a = stall_engine_agg(r->engine);
-    ssize_t n = stall_agg_ops(a, 0, ops, CAP);
-    *batches = 0;
-    for (ssize_t i = 0; i < n && i < CAP; i++)
-        if (stall__loop_op(&ops[i]))
-            *batches += stall__op_batches(&ops[i]);
-    uint64_t kt[STALL_KIND_COUNT_] = {0};
-    stall_agg_kind_time(a, 0, kt);
-    *wait_ns = kt[STALL_KIND_DATA_WAIT];
 }
 
 static void analyze_now(run_t *r, stall_analysis_t *an, uint64_t end_ns) {
@@ -310,7 +286,7 @@ static void tick(run_t *r) {
     uint64_t now = stall_now_ns();
     track_procs(r);
     uint64_t batches, wait_ns;
-    loop_totals(r, &batches, &wait_ns);
+    stall__loop_totals(stall_engine_agg(r->engine), &batches, &wait_ns);
     double dt = (double)(now - r->last_tick_ns) / 1e9;
     double bps = NAN, share = NAN;
     if (dt > 0 && batches > r->last_batches) {

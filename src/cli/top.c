@@ -483,24 +483,10 @@ static pid_t latest_session_program(void) {
 
 /* ------------------------------------------------------------ refresh */
 
-/* Batches delivered and time waited for data so far (as `stall run`). */
-static void loop_totals(stall_engine_t *e, uint64_t *batches, uint64_t *wait_ns) {
-    enum { CAP = 1024 };
-    static stall_op_stats_t ops[CAP];
-    stall_agg_t *a = stall_engine_agg(e);
-    ssize_t n = stall_agg_ops(a, 0, ops, CAP);
-    *batches = 0;
-    for (ssize_t i = 0; i < n && i < CAP; i++)
-        if (stall__loop_op(&ops[i])) *batches += stall__op_batches(&ops[i]);
-    uint64_t kt[STALL_KIND_COUNT_] = {0};
-    stall_agg_kind_time(a, 0, kt);
-    *wait_ns = kt[STALL_KIND_DATA_WAIT];
-}
-
 static void update_loop(top_t *t) {
     uint64_t batches, wait_ns, now = stall_now_ns();
     stall_engine_drain(t->engine);
-    loop_totals(t->engine, &batches, &wait_ns);
+    stall__loop_totals(stall_engine_agg(t->engine), &batches, &wait_ns);
     if (t->have_base && now > t->base_t_ns) {
         double dt = (double)(now - t->base_t_ns) / 1e9;
         t->bps = batches >= t->base_batches ? (double)(batches - t->base_batches) / dt : NAN;

@@ -25,6 +25,10 @@ typedef struct stall_proc_summary_t {
     uint64_t spans, dropped; /* from the session reader, when it recorded */
 } stall_proc_summary_t;
 
+/* Folds one sample of a process into its summary: identity, command,
+ * CPU seconds, the highest RSS and CPU use seen. p starts zeroed. */
+void stall__proc_summary_update(stall_proc_summary_t *p, const stall_proc_sample_t *s);
+
 typedef struct stall_report_t {
     char *const *argv;        /* the profiled command */
     int argc;

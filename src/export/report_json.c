@@ -316,6 +316,19 @@ static void series(FILE *f, const stall_report_t *r) {
     fputs("]}", f);
 }
 
+void stall__proc_summary_update(stall_proc_summary_t *p, const stall_proc_sample_t *s) {
+    p->pid = s->pid;
+    p->starttime = s->starttime;
+    p->ppid = s->ppid;
+    snprintf(p->comm, sizeof p->comm, "%s", s->comm);
+    p->alive = 1;
+    if (s->valid & STALL_PROC_STAT) {
+        p->cpu_s = (double)(s->utime_ns + s->stime_ns) / 1e9;
+        if (s->rss_bytes > p->max_rss_bytes) p->max_rss_bytes = s->rss_bytes;
+    }
+    if ((s->valid & STALL_PROC_RATES) && s->cpu_util > p->max_cpu_cores) p->max_cpu_cores = s->cpu_util;
+}
+
 char *stall__report_json(const stall_report_t *r, size_t *len) {
     char *buf = NULL;
     size_t size = 0;

@@ -705,16 +705,8 @@ static char *session_report(EngineObject *self, uint64_t id, const stall_diagnos
     size_t np = smp && procs && ps ? stall_sampler_procs(smp, ps, MAXP) : 0;
     if (np > MAXP) np = MAXP;
     for (size_t i = 0; i < np; i++) {
-        stall_proc_summary_t *p = &procs[i];
-        p->pid = ps[i].pid;
-        p->ppid = ps[i].ppid;
-        p->starttime = ps[i].starttime;
-        p->alive = 1;
-        snprintf(p->label, sizeof p->label, "%s", ps[i].depth == 0 ? "main" : "child");
-        snprintf(p->comm, sizeof p->comm, "%s", ps[i].comm);
-        p->cpu_s = (double)(ps[i].utime_ns + ps[i].stime_ns) / 1e9;
-        p->max_rss_bytes = ps[i].rss_bytes;
-        p->max_cpu_cores = ps[i].valid & STALL_PROC_RATES ? ps[i].cpu_util : 0;
+        stall__proc_summary_update(&procs[i], &ps[i]); /* procs is zeroed */
+        snprintf(procs[i].label, sizeof procs[i].label, "%s", ps[i].depth == 0 ? "main" : "child");
     }
     PyMem_Free(ps);
     rep.argv = argv;
