@@ -718,7 +718,8 @@ int stall_finding_evidence(stall_finding_t *f, const char *key, double value);
  * unknown) and why. */
 int stall_finding_suggest(stall_finding_t *f, const char *action, double expected_speedup, const char *why);
 
-/* The diagnosis as JSON, the same shapes as report.json's "bottlenecks",
+/* The diagnosis as JSON, the same shapes as report.json's "bottlenecks"
+ * (a finding of an added detector also has "detector": its name),
  * "breakdown" and "loaders": {"bottlenecks":[...],"breakdown":{...},
  * "loaders":[...]}. malloc'd, NUL-terminated (length in *len if not NULL);
  * NULL with the error set when out of memory. */

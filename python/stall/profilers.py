@@ -463,7 +463,7 @@ class _SessionCore:
         bshare, mem_share, gpu_share, cpu_pct = _thresholds(self.config)
         cfg = self.config
         latest = eng.latest() or {}
-        custom = []   # (python type, full finding dict) per custom finding, in call order
+        custom = {}   # detector name -> the finding its fn returned, as the Python API shows it
         dets = []
         if self._detectors:
             base = dict(latest)
@@ -471,7 +471,8 @@ class _SessionCore:
             base.update(session_id=s.session_id, wall_time=wall_ns * _NS, operations=ops,
                         memory_used_share=_mem_share(latest))
             for i, fn in enumerate(self._detectors):
-                dets.append((f"python{i}", _detector_adapter(fn, base, self._user_metrics, custom)))
+                name = f"python{i}"
+                dets.append((name, _detector_adapter(fn, name, base, self._user_metrics, custom)))
         doc = _json.loads(eng.diagnose(s.engine_id, bottleneck=bshare, memory=min(1.0, mem_share),
                                        gpu=min(1.0, gpu_share), cpu=min(1.0, cpu_pct / 100.0), detectors=dets))
         keep = {"MEMORY_PRESSURE": getattr(cfg, "enable_memory_tracking", True),
@@ -502,13 +503,11 @@ class _SessionCore:
             if o is not None:
                 d["evidence"] = {k: o[k] for k in ("total_time", "self_time", "count", "share", "self_share", "processes")}
             return d
-        for i, (ctype, full) in enumerate(custom):
-            if ctype == f["type"] and full.get("_summary") == f["summary"]:
-                custom.pop(i)
-                full = {k: v for k, v in full.items() if k != "_summary"}
-                full["severity"] = f["severity"]
-                full.setdefault("suggestions", d["suggestions"])
-                return full
+        full = custom.get(f.get("detector"))
+        if full is not None:
+            full = dict(full, severity=f["severity"])  # clamped by the table
+            full.setdefault("suggestions", d["suggestions"])
+            return full
         try:
             d["type"] = BottleneckType[f["type"]].value
         except KeyError:
@@ -639,7 +638,7 @@ def _c_type(t):
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in name)[:39] or "custom"
 
 
-def _detector_adapter(fn, base, user_metrics, found):
+def _detector_adapter(fn, name, base, user_metrics, found):
     """A user's detector as an entry of the C table: builds the metrics dict
     (the diagnosis' values, the session's metrics, record_metric()'s values,
     the findings so far), calls fn, and returns what the table takes. An
@@ -664,9 +663,8 @@ def _detector_adapter(fn, base, user_metrics, found):
             sev = float(f.get("severity", 1.0))
         except (TypeError, ValueError):
             sev = 1.0
-        summary = str(f.get("message", ""))[:300]
-        f["_summary"] = summary
-        found.append((ctype, f))
+        summary = str(f.get("message", ""))
+        found[name] = f
         ev = {k: v for k, v in (f.get("evidence") or {}).items()
               if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
         return (ctype, sev if sev == sev else 0.0, summary, ev)

@@ -966,6 +966,7 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
         stall_finding_t *f = &a->findings[a->nfindings];
         memset(f, 0, sizeof *f);
         if (in.custom[i].fn(a, f, in.custom[i].ctx) > 0 && f->type[0]) {
+            stall__strlcpy(f->detector, in.custom[i].name, sizeof f->detector);
             if (!isfinite(f->severity)) f->severity = 0;
             f->severity = fmin(1.0, fmax(0.0, f->severity));
             a->nfindings++;

@@ -80,6 +80,7 @@ struct stall_finding_t {
     stall_suggestion_t sugg[STALL_MAX_SUGGESTIONS];
     int nsugg;
     int resource;       /* 1: which resource the loop is bound by (the compute detector), ordered apart */
+    char detector[64];  /* the added detector that made it ("": one of stall's own) */
 };
 
 /* A detector added with stall_engine_add_detector. */

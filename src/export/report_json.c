@@ -79,6 +79,7 @@ static void findings(FILE *f, const stall_analysis_t *a) {
         kstr(f, &first, "title", stall__finding_title(x->type));
         knum(f, &first, "severity", x->severity, 4);
         kstr(f, &first, "summary", x->summary);
+        if (x->detector[0]) kstr(f, &first, "detector", x->detector);
         key(f, &first, "evidence");
         kvs(f, x->evidence, x->nevidence);
         key(f, &first, "suggestions");
