@@ -292,10 +292,8 @@ static int detect_input(ctx_t *c, stall_finding_t *f, int cap) {
     /* Off-CPU time is not all storage: a runnable thread waiting for a core
      * (other programs, too many threads) is off-CPU too. The tree's run-queue
      * wait per core it used tells how much to add back to the on-CPU share. */
-    double used = (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0) +
-                  (isfinite(a->workers_cpu_cores) ? a->workers_cpu_cores : 0);
-    double demand = cpu;
-    if (isfinite(cpu) && isfinite(a->runq_wait_cores) && used > 0.05)
+    double used = a->tree_cpu_cores, demand = cpu;
+    if (isfinite(cpu) && isfinite(a->runq_wait_cores) && isfinite(used) && used > 0.05)
         demand = fmin(1.0, cpu * (1.0 + a->runq_wait_cores / used));
     /* cores data loading could still use: within the run's limits, and idle
      * on the machine (other programs count) */
@@ -789,6 +787,7 @@ static void measure_loaders(ctx_t *c) {
         a->warmup_ns += l->warmup_ns;
         if (!c->worst || l->wait_ns > c->worst->wait_ns) c->worst = l;
     }
+    a->worst_loader = c->worst ? (int)(c->worst - a->loaders) : -1;
 }
 
 int stall__loop_op(const stall_op_stats_t *o) {
@@ -1053,12 +1052,7 @@ double stall_diagnosis_value(const stall_diagnosis_t *d, const char *name) {
         case V_U64: return (double)*(const uint64_t *)p;
         case V_DBL: return *(const double *)p;
         case V_INT: return (double)*(const int *)p;
-        default: {
-            const stall_loader_t *w = NULL;
-            for (int k = 0; k < d->nloaders; k++)
-                if (!w || d->loaders[k].wait_ns > w->wait_ns) w = &d->loaders[k];
-            return w ? (double)w->num_workers : NAN;
-        }
+        default: return d->worst_loader >= 0 ? (double)d->loaders[d->worst_loader].num_workers : NAN;
         }
     }
     return NAN;

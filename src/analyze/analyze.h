@@ -128,6 +128,7 @@ struct stall_diagnosis_t {
     double gpu_util_mean;    /* %, NaN: unknown */
     stall_loader_t loaders[STALL_MAX_LOADERS];
     int nloaders;
+    int worst_loader;        /* index of the loader the loop waited on most, -1: none */
     double gpu_mem_used_frac_max; /* NaN: unknown */
     double main_sys_cores;   /* the main process in the kernel, mean over the loop (NaN) */
     double tree_faults_per_s, tree_majflt_per_s; /* page faults of the tree, mean over the loop (NaN) */

@@ -37,10 +37,14 @@ static int report_usage_error(const char *fmt, const char *arg) {
 
 /* ------------------------------------------------------------ printing */
 
-static void print_kv_object(FILE *f, const stall_jv_t *o, const char *first_sep, const char *sep) {
+/* key=value pairs of an object: first_sep before the first, sep between;
+ * null values left out when skip_null is set. */
+static void print_kv_object(FILE *f, const stall_jv_t *o, const char *first_sep, const char *sep, int skip_null) {
+    int n = 0;
     for (size_t i = 0; o && o->type == STALL_JV_OBJ && i < o->len; i++) {
         const stall_jv_t *v = &o->items[i];
-        fprintf(f, "%s%s=", i ? sep : first_sep, o->keys[i]);
+        if (skip_null && v->type == STALL_JV_NULL) continue;
+        fprintf(f, "%s%s=", n++ ? sep : first_sep, o->keys[i]);
         switch (v->type) {
         case STALL_JV_NUM: fprintf(f, "%g", v->num); break;
         case STALL_JV_STR: fputs(v->str, f); break;
@@ -87,12 +91,7 @@ void stall__print_report(FILE *f, const stall_jv_t *rep, int max_findings) {
         const stall_jv_t *ev = stall__jv_get(x, "evidence");
         if (ev && ev->len) {
             fprintf(f, "     evidence:");
-            for (size_t j = 0; j < ev->len; j++) {
-                if (ev->items[j].type == STALL_JV_NULL) continue;
-                fputc(' ', f);
-                stall_jv_t one = {STALL_JV_OBJ, 0, NULL, 1, &ev->items[j], &ev->keys[j]};
-                print_kv_object(f, &one, "", "");
-            }
+            print_kv_object(f, ev, " ", " ", 1);
             fputc('\n', f);
         }
         const stall_jv_t *sg = stall__jv_get(x, "suggestions");
@@ -100,7 +99,7 @@ void stall__print_report(FILE *f, const stall_jv_t *rep, int max_findings) {
             const stall_jv_t *s = stall__jv_at(sg, j);
             const char *action = stall__jv_str(stall__jv_get(s, "action"));
             fprintf(f, "     -> %s", action ? action : "?");
-            print_kv_object(f, stall__jv_get(s, "params"), ": ", ", ");
+            print_kv_object(f, stall__jv_get(s, "params"), ": ", ", ", 0);
             double sp = stall__jv_num(stall__jv_get(s, "expected_speedup"));
             if (isfinite(sp)) fprintf(f, "  (expected %.2fx faster)", sp);
             fputc('\n', f);

@@ -212,7 +212,7 @@ static int value(parser_t *p, stall_jv_t *v, int depth) {
     }
     if (c == '{' || c == '[') {
         int obj = c == '{';
-        size_t cap = 0;
+        size_t cap = 0, kcap = 0;
         v->type = obj ? STALL_JV_OBJ : STALL_JV_ARR;
         p->i++;
         skip_ws(p);
@@ -223,9 +223,7 @@ static int value(parser_t *p, stall_jv_t *v, int depth) {
         for (;;) {
             if (grow((void **)&v->items, &cap, v->len + 1, sizeof *v->items) < 0) return fail(p, "out of memory");
             if (obj) {
-                char **keys = realloc(v->keys, cap * sizeof *keys);
-                if (!keys) return fail(p, "out of memory");
-                v->keys = keys;
+                if (grow((void **)&v->keys, &kcap, v->len + 1, sizeof *v->keys) < 0) return fail(p, "out of memory");
                 v->keys[v->len] = NULL;
                 skip_ws(p);
                 if (p->i >= p->n || p->s[p->i] != '"') return fail(p, "expected a key");
