@@ -159,12 +159,17 @@ class ProfilingSession:
 
 
 def _thresholds(cfg):
-    """(bottleneck share, memory share, gpu share, cpu percent) of any config."""
+    """The config's thresholds as Engine.diagnose() takes them: shares in
+    (0, 1] (ProfilingConfig gives percents; a threshold of 0, which the
+    configs allow, means "always" and becomes the smallest share)."""
     if isinstance(cfg, ProfilingConfig):
-        return cfg.bottleneck_threshold, cfg.memory_threshold / 100.0, cfg.gpu_threshold / 100.0, cfg.cpu_threshold
-    if isinstance(cfg, BottleneckProfilerConfig):
-        return cfg.bottleneck_threshold, cfg.memory_threshold, cfg.gpu_threshold, cfg.cpu_threshold
-    return 0.05, 0.8, 0.9, 90.0
+        b, m, g, c = cfg.bottleneck_threshold, cfg.memory_threshold / 100.0, cfg.gpu_threshold / 100.0, cfg.cpu_threshold
+    elif isinstance(cfg, BottleneckProfilerConfig):
+        b, m, g, c = cfg.bottleneck_threshold, cfg.memory_threshold, cfg.gpu_threshold, cfg.cpu_threshold
+    else:
+        b, m, g, c = 0.05, 0.8, 0.9, 90.0
+    share = lambda v: min(1.0, max(v, 1e-9))  # noqa: E731
+    return {"bottleneck": share(b), "memory": share(m), "gpu": share(g), "cpu": share(c / 100.0)}
 
 
 def _torch_cuda():
@@ -460,7 +465,6 @@ class _SessionCore:
     def _detect(self, s, ops, wall_ns, eng, metrics):
         """The findings of a session: the C detectors' table (analyze.c) with
         this config's thresholds, the custom detectors joining it."""
-        bshare, mem_share, gpu_share, cpu_pct = _thresholds(self.config)
         cfg = self.config
         latest = eng.latest() or {}
         custom = {}   # detector name -> the finding its fn returned, as the Python API shows it
@@ -473,8 +477,7 @@ class _SessionCore:
             for i, fn in enumerate(self._detectors):
                 name = f"python{i}"
                 dets.append((name, _detector_adapter(fn, name, base, self._user_metrics, custom)))
-        doc = _json.loads(eng.diagnose(s.engine_id, bottleneck=bshare, memory=min(1.0, mem_share),
-                                       gpu=min(1.0, gpu_share), cpu=min(1.0, cpu_pct / 100.0), detectors=dets))
+        doc = _json.loads(eng.diagnose(s.engine_id, detectors=dets, **_thresholds(cfg)))
         keep = {"MEMORY_PRESSURE": getattr(cfg, "enable_memory_tracking", True),
                 "CPU_BOUND": getattr(cfg, "enable_cpu_tracking", True)}
         gpu_on = getattr(cfg, "enable_gpu_tracking", getattr(cfg, "enable_gpu_profiling", True))
@@ -589,11 +592,9 @@ class _SessionCore:
         output_path = _os.fspath(output_path)
         if not output_path.endswith((".html", ".htm")):
             raise ValueError(f"generate_optimization_report(): output_path must end with .html, got {output_path!r}")
-        bshare, mem_share, gpu_share, cpu_pct = _thresholds(self.config)
         level = getattr(self.config, "level", None) or getattr(self.config, "profiling_level", None)
         eng = self._eng()
-        text = eng.diagnose(s.engine_id, bottleneck=bshare, memory=min(1.0, mem_share), gpu=min(1.0, gpu_share),
-                            cpu=min(1.0, cpu_pct / 100.0), report=True, command=[str(a) for a in _sys.argv],
+        text = eng.diagnose(s.engine_id, report=True, command=[str(a) for a in _sys.argv], **_thresholds(self.config),
                             level=level.value if level is not None else None)
         parent = _os.path.dirname(_os.path.abspath(output_path))
         _os.makedirs(parent, exist_ok=True)

@@ -389,6 +389,7 @@ def test_bottleneck_threshold_of_the_config_applies():
 
     assert "half" in run(0.3)
     assert "half" not in run(0.7)
+    assert "half" in run(0.0)  # the configs allow 0: every operation counts (it once made diagnose() raise)
 
 
 class _DS:
