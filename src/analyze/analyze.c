@@ -462,6 +462,7 @@ static int detect_memory(ctx_t *c, stall_finding_t *f, int cap) {
     if (!full && !psi && w && w->num_workers > 0 && isfinite(grew) && grew >= 64e6 &&
         grew >= 0.2 * a->workers_pss_start && loop_s > 0) {
         double rate = grew / (0.8 * loop_s); /* bytes/s between the two fifths' midpoints, roughly */
+        double hours = isfinite(a->mem_available_min) ? a->mem_available_min / rate / 3600 : NAN;
         stall__strlcpy(f->type, "MEMORY_PRESSURE", sizeof f->type);
         f->severity = 0.05; /* a risk (the OOM killer), not time lost yet */
         summary(f, "DataLoader workers' memory grew from %.0f MB to %.0f MB during the loop (%.1f MB/s): workers "
@@ -470,12 +471,12 @@ static int detect_memory(ctx_t *c, stall_finding_t *f, int cap) {
         EV(f, "workers_pss_start_mb", a->workers_pss_start / 1e6, 1);
         EV(f, "workers_pss_end_mb", a->workers_pss_end / 1e6, 1);
         EV(f, "workers_growth_mb_per_s", rate / 1e6, 2);
-        EV(f, "hours_to_fill", isfinite(a->mem_available_min) ? a->mem_available_min / rate / 3600 : NAN, 2);
+        EV(f, "hours_to_fill", hours, 2);
         EV(f, "num_workers", w->num_workers, 0);
         suggest(f, NAN, "Keep per-sample metadata in numpy arrays or tensors (one object, no reference counts "
                         "per item) instead of Python lists, dicts or strings",
                 "%d worker(s) grow %.1f MB/s together; at that rate the memory left lasts %.1f h",
-                w->num_workers, rate / 1e6, isfinite(a->mem_available_min) ? a->mem_available_min / rate / 3600 : NAN);
+                w->num_workers, rate / 1e6, hours);
         return 1;
     }
     if (!full && !psi) return 0;
