@@ -540,16 +540,24 @@ static int detect_compute(ctx_t *c, stall_finding_t *f, int cap) {
     }
     int input_bound = a->loop_ns && a->data_wait_frac >= c->in->th.bottleneck;
     if (!a->loop_ns) {
-        /* no training loop: CPU-bound only when the CPU is measured busy,
-         * across the usable cores or on one core (a single Python thread) */
-        double tree = a->tree_cpu_cores;
+        /* no training loop: CPU-bound only when the program wants the CPU
+         * most of the time, across the usable cores or on one core (a single
+         * Python thread). Wanting it is running or waiting to run: beside
+         * other busy programs a CPU-bound process gets less than a core, and
+         * on a virtual machine the host steals a share of what it got. */
+        double rq = isfinite(a->runq_wait_cores) ? a->runq_wait_cores : 0;
+        double kept = isfinite(a->steal_share) ? fmax(0.2, 1.0 - a->steal_share) : 1.0;
+        double tree = (a->tree_cpu_cores + rq) / kept;
+        double one = isfinite(a->main_cpu_cores) ? (a->main_cpu_cores + rq) / kept : NAN;
         int busy = isfinite(tree) && ((isfinite(a->usable_cores) && tree >= c->in->th.cpu * a->usable_cores) ||
-                                      (isfinite(a->main_cpu_cores) && a->main_cpu_cores >= c->in->th.cpu));
+                                      (isfinite(one) && one >= c->in->th.cpu));
         if (!busy) return 0;
-        EV(f, "tree_cpu_cores", tree, 2);
+        EV(f, "tree_cpu_cores", a->tree_cpu_cores, 2);
+        EV(f, "runq_wait_cores", a->runq_wait_cores, 2);
+        EV(f, "steal_share", a->steal_share, 2);
         /* the busier of: one core saturated, all usable cores busy */
         double share = isfinite(a->usable_cores) && a->usable_cores > 0 ? tree / a->usable_cores : 0;
-        f->severity = fmin(1.0, fmax(share, isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 0));
+        f->severity = fmin(1.0, fmax(share, isfinite(one) ? one : 0));
     }
     /* a step that is mostly off-CPU while the tree reads/writes storage and
      * tasks stall on I/O is bound by storage, not by the CPU */
@@ -889,10 +897,11 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, MEAN);
     a->idle_cores = NAN;
     a->iowait_cores = NAN;
+    a->steal_share = NAN;
     if (y.valid & STALL_SYS_CPU) {
+        a->steal_share = series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
         double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, MEAN) +
-                      series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) +
-                      series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
+                      series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) + a->steal_share;
         if (isfinite(busy)) a->idle_cores = fmax(0.0, 1.0 - busy) * (double)y.ncpus;
         double iow = series_stat(in.sampler, STALL_M_CPU_IOWAIT, t0, t1, MEAN);
         if (isfinite(iow)) a->iowait_cores = iow * (double)y.ncpus;
@@ -1026,6 +1035,7 @@ static const struct {
     VDBL("usable_cores", usable_cores), VDBL("main_cpu_cores", main_cpu_cores),
     VDBL("workers_cpu_cores", workers_cpu_cores), VDBL("tree_cpu_cores", tree_cpu_cores),
     VDBL("idle_cores", idle_cores), VDBL("runq_wait_cores", runq_wait_cores), VDBL("iowait_cores", iowait_cores),
+    VDBL("steal_share", steal_share),
     VDBL("mem_used_frac_max", mem_used_frac_max), VDBL("psi_mem_some_max_pct", psi_mem_some_max),
     VDBL("psi_io_some_max_pct", psi_io_some_max), VDBL("psi_io_some_mean_pct", psi_io_some_mean),
     VDBL("disk_busy_mean", disk_busy_mean), VDBL("tree_io_bytes_per_s", tree_io_bytes_per_s),
