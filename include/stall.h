@@ -688,6 +688,26 @@ int stall_engine_remove_detector(stall_engine_t *e, const char *name);
 stall_diagnosis_t *stall_engine_diagnose(stall_engine_t *e, uint64_t id, const stall_thresholds_t *th);
 void stall_diagnosis_free(stall_diagnosis_t *d);
 
+/* The throughput model of the diagnosis and of the DataLoader tuner: a loop
+ * that spends consumer_s of its own per batch, fed by producers (DataLoader
+ * workers) that each take producer_s to make a batch, producer_cpu_frac of it
+ * on CPU, with `cores` CPU cores left for them beside the loop. Receiving a
+ * batch from a worker costs the loop handover_s more (unpickling, copying).
+ * With 0 workers the loop makes its batches itself: consumer_s + producer_s.
+ * With n workers: the slower of the loop (consumer_s + handover_s) and the
+ * producers (producer_s over the parallelism the cores allow). */
+typedef struct stall_loader_model_t {
+    double consumer_s;
+    double producer_s;
+    double producer_cpu_frac; /* 0..1; NaN or <= 0: taken as 1 (all CPU) */
+    double cores;
+    double handover_s;
+} stall_loader_model_t;
+
+/* Seconds per batch the model predicts with `workers` producers (NaN for a
+ * negative or NaN input). */
+double stall_loader_model_batch_s(const stall_loader_model_t *m, double workers);
+
 /* A measured value by name (NaN when unknown or not a name): data_wait_frac,
  * compute_frac, loop_s, wait_s, step_s, warmup_s, fetch_s, collate_s,
  * sampler_s, pin_s, h2d_s, h2d_pageable_s, backward_s, optimizer_s,

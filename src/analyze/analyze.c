@@ -193,19 +193,31 @@ static double series_stat(stall_sampler_t *s, int metric, uint64_t t0, uint64_t 
     return w > 0 ? sum / w : NAN;
 }
 
+double stall_loader_model_batch_s(const stall_loader_model_t *m, double n) {
+    if (!m || !(n >= 0) || !(m->consumer_s >= 0) || !(m->producer_s >= 0) || !(m->handover_s >= 0) ||
+        !(m->cores >= 0))
+        return NAN;
+    double cpu = m->producer_cpu_frac > 0 ? fmin(m->producer_cpu_frac, 1.0) : 1.0;
+    if (n <= 0) return m->consumer_s + m->producer_s; /* in the loop's own thread: no overlap */
+    double par = fmin(n, m->cores / fmax(cpu, 0.02));
+    if (par < 0.1) par = 0.1;
+    return fmax(m->consumer_s + m->handover_s, m->producer_s / par);
+}
+
 /* The model: seconds per batch with n workers for loader l, when making a
  * batch costs `saved` seconds less than measured. */
 static double model_batch_s(const ctx_t *c, const stall_loader_t *l, double n, double saved) {
     const stall_analysis_t *a = c->a;
-    double C = a->batches ? (double)a->step_ns / NS / (double)a->batches : 0;
     double fetches = l->fetches ? (double)l->fetches : 1;
-    double P = fmax(0.0, ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches - saved);
     double cpu = stall__loader_cpu_frac(l);
-    cpu = isfinite(cpu) ? fmax(cpu, 0.02) : 1.0;
-    if (n <= 0) return C + P; /* in the loop's own thread: no overlap */
-    double par = fmin(n, c->A / cpu);
-    if (par < 0.1) par = 0.1;
-    return fmax(C, P / par);
+    stall_loader_model_t m = {
+        .consumer_s = a->batches ? (double)a->step_ns / NS / (double)a->batches : 0,
+        .producer_s = fmax(0.0, ((double)l->fetch_ns + (double)l->sampler_ns) / NS / fetches - saved),
+        .producer_cpu_frac = isfinite(cpu) ? fmax(cpu, 0.02) : 1.0,
+        .cores = c->A,
+        .handover_s = 0,
+    };
+    return stall_loader_model_batch_s(&m, n);
 }
 
 /* the steady state: worker start-ups are a separate cost */

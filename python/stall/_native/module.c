@@ -987,6 +987,8 @@ static PyMethodDef module_methods[] = {
     {"register_kind", (PyCFunction)(void (*)(void))nat_register_kind, METH_FASTCALL, nat_register_kind_doc},
     {"metric_names", nat_metric_names, METH_NOARGS, nat_metric_names_doc},
     {"render_report_html", nat_render_report_html, METH_O, nat_render_report_html_doc},
+    {"loader_model_batch_s", (PyCFunction)(void (*)(void))nat_loader_model_batch_s, METH_VARARGS | METH_KEYWORDS,
+     nat_loader_model_batch_s_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -155,6 +155,8 @@ NAT_HIDDEN extern const char nat_register_kind_doc[];
 NAT_HIDDEN extern const char nat_metric_names_doc[];
 NAT_HIDDEN PyObject *nat_render_report_html(PyObject *module, PyObject *json); /* export.c */
 NAT_HIDDEN extern const char nat_render_report_html_doc[];
+NAT_HIDDEN PyObject *nat_loader_model_batch_s(PyObject *module, PyObject *args, PyObject *kwargs); /* export.c */
+NAT_HIDDEN extern const char nat_loader_model_batch_s_doc[];
 
 /* Raises the error of a session directory Reader()/Engine() could not open
  * (module.c). */
