@@ -173,7 +173,8 @@ def test_size_stays_small_for_a_day_long_run():
     text = json.dumps(r, separators=(",", ":"))
     page = render(text)
     overhead = len(render("{}")) - 2
-    assert overhead < 64 * 1024, f"template is {overhead} bytes"
+    # one template draws three views (a run, a comparison, a tuning search)
+    assert overhead < 96 * 1024, f"template is {overhead} bytes"
     # the page carries the JSON once, nothing drawn in advance
     assert len(page) == overhead + len(text)
     assert len(page) < 2 * 1024 * 1024
