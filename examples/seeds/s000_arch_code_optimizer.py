@@ -12,8 +12,9 @@ that has profiled `dataloader` (a DataLoader over random tensors) and
 batch is drawn from the optimized loader and the optimized function is
 applied, to show both still work. Shows: the optimization report.
 
-The optimization methods are the DataLoader tuner (issue 8): until it lands
-this script stops at a NotImplementedError naming issue 8.
+The loader is measured against the configurations stall's tuner chooses
+(stall.tuner); the function against a cached and a batched version
+(stall.preprocessing). The report says what changed and the measured gain.
 """
 
 import torch

@@ -13,9 +13,8 @@ Fills in what the document leaves undefined: `create_dataset(n)` builds a
 TensorDataset of n random 3x32x32 uint8 images with labels; `test_data` is a
 batch of 256 such images. Shows: the summary and the optimization report.
 
-The CodeOptimizer methods are the DataLoader tuner (issue 8): until it lands
-this script stops at optimize_data_loading with a NotImplementedError naming
-issue 8.
+With auto_optimize=True, profile_dataloader also tunes the loader's worker
+count in place (logged); CodeOptimizer then reuses that search.
 """
 
 import torch

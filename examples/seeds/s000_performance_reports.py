@@ -14,8 +14,8 @@ that watched the epoch; `generate_recommendations(results)` returns the
 suggestions stall attached to the results. Shows: the report's sections and
 the size of the file written.
 
-This needs the DataLoader tuner (issue 8) and monitoring (issue 9): until
-they land this script stops at a NotImplementedError naming one of them.
+This needs monitoring (issue 9): until it lands this script stops at a
+NotImplementedError naming issue 9.
 """
 
 import json

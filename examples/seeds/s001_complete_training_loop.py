@@ -16,9 +16,8 @@ samples with labels, batch 64; `preprocess_data` standardizes a batch;
 (the document's loop never zeroes the gradients; the small learning rate
 keeps that stable).
 
-BottleneckProfiler.generate_optimization_report comes with the tuner
-(issue 8): until it lands this script prints the bottleneck count and then
-stops at a NotImplementedError naming issue 8.
+generate_optimization_report() writes the session's page under the config's
+profile_output_dir.
 """
 
 import torch

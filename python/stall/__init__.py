@@ -15,7 +15,8 @@ What works today:
   BottleneckProfiler(Config), AdvancedProfiler, CPUMemoryProfiler,
   GPUProfiler, DataLoadingProfiler(Config), PreprocessingProfiler(Config),
   CodeOptimizer, PerformanceMonitor, profile_function, profile_context.
-  Tuning (issue 8) and monitoring (issue 9) methods raise
+  The DataLoader search is stall.tuner, the preprocessing analysis
+  stall.preprocessing; monitoring (issue 9) methods raise
   NotImplementedError naming their issue.
 """
 

@@ -7,7 +7,8 @@ is C's span context manager. Sessions map to the process-wide engine
 CPU time, processes) comes from engine.ops() and is only converted to
 seconds here. Findings come from the C detector table (Engine.diagnose, the
 same as `stall run`'s) with the config's thresholds; custom detectors join
-that table. The DataLoader tuner arrives with issue 8, monitoring with 9.
+that table. The DataLoader search is stall.tuner, the preprocessing analysis
+stall.preprocessing; monitoring arrives with issue 9.
 """
 
 import dataclasses as _dc
@@ -21,6 +22,7 @@ import tracemalloc as _tracemalloc
 from typing import Any, Dict, List, Optional
 
 from . import _engine, _native
+from . import tuner as _tuner
 from .config import (
     BottleneckProfilerConfig,
     DataLoadingProfilerConfig,
@@ -53,8 +55,6 @@ _T = BottleneckType
 
 
 def _later(what, issue):
-    if issue == 8:
-        raise NotImplementedError(f"{what} arrives with stall's DataLoader tuner (issue 8)")
     raise NotImplementedError(f"{what} arrives with stall's performance monitor (monitoring, issue 9)")
 
 
@@ -571,6 +571,18 @@ class _SessionCore:
         return doc
 
     # -- later issues -----------------------------------------------------
+    def _page_path(self, output_path, default_name):
+        if output_path is None:
+            d = getattr(self.config, "profile_output_dir", None) or "."
+            output_path = _os.path.join(d, default_name)
+        if not isinstance(output_path, (str, _os.PathLike)):
+            raise TypeError(f"generate_optimization_report(): output_path must be a str or path, "
+                            f"not {type(output_path).__name__}")
+        output_path = _os.fspath(output_path)
+        if not output_path.endswith((".html", ".htm")):
+            raise ValueError(f"generate_optimization_report(): output_path must end with .html, got {output_path!r}")
+        return output_path
+
     def generate_optimization_report(self, output_path=None, session_id=None):
         """Writes the report of a session (the latest active one, else the
         last stopped; or session_id) as a self-contained HTML page, the same
@@ -586,25 +598,26 @@ class _SessionCore:
         if s.loaded:
             raise ValueError(f"generate_optimization_report(): session {s.session_id!r} was loaded from a file; "
                              "its measurements are no longer in the engine (its summary is in get_session_summary)")
-        if output_path is None:
-            d = getattr(self.config, "profile_output_dir", None) or "."
-            output_path = _os.path.join(d, f"{s.session_id}-report.html")
-        output_path = _os.fspath(output_path)
-        if not output_path.endswith((".html", ".htm")):
-            raise ValueError(f"generate_optimization_report(): output_path must end with .html, got {output_path!r}")
+        output_path = self._page_path(output_path, f"{s.session_id}-report.html")
         level = getattr(self.config, "level", None) or getattr(self.config, "profiling_level", None)
         eng = self._eng()
         text = eng.diagnose(s.engine_id, report=True, command=[str(a) for a in _sys.argv], **_thresholds(self.config),
                             level=level.value if level is not None else None)
-        parent = _os.path.dirname(_os.path.abspath(output_path))
-        _os.makedirs(parent, exist_ok=True)
-        base = output_path.rsplit(".", 1)[0]
-        for path, data in ((base + ".json", text), (output_path, _native.render_report_html(text))):
-            tmp = f"{path}.tmp{_os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(data)
-            _os.replace(tmp, path)
-        return output_path
+        return _write_page(output_path, text)
+
+
+def _write_page(output_path, text):
+    """Writes the page of JSON document `text` at output_path (.html) and
+    the document beside it (.json), each atomically; returns output_path."""
+    parent = _os.path.dirname(_os.path.abspath(output_path))
+    _os.makedirs(parent, exist_ok=True)
+    base = output_path.rsplit(".", 1)[0]
+    for path, data in ((base + ".json", text), (output_path, _native.render_report_html(text))):
+        tmp = f"{path}.tmp{_os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
+        _os.replace(tmp, path)
+    return output_path
 
 
 def _custom_finding(fn, r):
@@ -728,18 +741,100 @@ class BottleneckProfiler(_ProfilerBase, _SessionCore):
     def __init__(self, config=None):
         self._setup(config)
 
-    # later issues
-    def profile_current_configuration(self, *a, **k):
-        _later("BottleneckProfiler.profile_current_configuration", 8)
+    def start_profiling_session(self, name="session"):
+        _tuner.watch_loaders()  # the tuning methods below tune the loader the session iterated
+        return super().start_profiling_session(name)
 
-    def get_optimization_suggestions(self, *a, **k):
-        _later("BottleneckProfiler.get_optimization_suggestions", 8)
+    # -- iterative tuning of the session's DataLoader (seed "performance tuning")
+    def _tuning_loader(self, dataloader, who):
+        if dataloader is not None:
+            from torch.utils.data import DataLoader
+            if not isinstance(dataloader, DataLoader):
+                raise TypeError(f"{who}: dataloader must be a torch.utils.data.DataLoader, "
+                                f"not {type(dataloader).__name__}")
+            self._tuned_loader = dataloader
+            return dataloader
+        dl = getattr(self, "_tuned_loader", None)
+        if dl is None:
+            first = min((s.start_ns for s in self._sessions.values()), default=None)
+            dl = _tuner.recent_loader(first) if first is not None else None
+        if dl is None:
+            raise RuntimeError(f"{who}: no DataLoader to tune: none was iterated during this profiler's sessions "
+                               "(import torch before start_profiling_session) - pass it: "
+                               f"{who[:-1]}dataloader)")
+        self._tuned_loader = dl
+        return dl
 
-    def apply_optimizations(self, *a, **k):
-        _later("BottleneckProfiler.apply_optimizations", 8)
+    def profile_current_configuration(self, dataloader=None, measure_seconds=None):
+        """Measures the DataLoader the profiler tunes (dataloader, else the
+        one its sessions iterated last) with its current settings: returns
+        the LoaderConfiguration's dict (samples_per_second, time to first
+        batch, peak memory, CPU cores)."""
+        who = "profile_current_configuration()"
+        dl = self._tuning_loader(dataloader, who)
+        window = _tuning_window(self.config, 1, measure_seconds, who)
+        make = _tuner.loader_factory(dl.dataset, base=dl)
+        c = _tuner.measure(make, _tuner.current_configuration(dl), window, cuda=_tuner._cuda())
+        self._last_profile = c
+        return c.to_dict()
 
-    def measure_improvement(self, *a, **k):
-        _later("BottleneckProfiler.measure_improvement", 8)
+    def get_optimization_suggestions(self):
+        """Settings to change on the tuned DataLoader, measured by stall's
+        tuner (its worker count, pin_memory, prefetch_factor; the batch
+        size is kept), each {"setting", "value", "current",
+        "expected_speedup", "applied"}; then the suggestions of the latest
+        session's findings ({"suggestion", "type", ...}). With auto_optimize
+        the settings are applied at once (and logged)."""
+        who = "get_optimization_suggestions()"
+        dl = self._tuning_loader(None, who)
+        res, _ = _tune(self, dl, who, "model", None, None, batch_range=False)
+        best, base = res.chosen, res.baseline
+        out = []
+        if best is not None:
+            gain = best.samples_per_second / base.samples_per_second if base and base.samples_per_second else None
+            for k, (old, new) in _tuner.changes(dl, best).items():
+                if k != "batch_size":
+                    out.append({"setting": k, "value": new, "current": old, "expected_speedup": gain,
+                                "source": "measured by stall's DataLoader tuner", "applied": False})
+        s = self._current()
+        if s is not None:
+            out.extend(dict(x) for x in self.get_session_summary(s.session_id)["suggestions"])
+        if getattr(self.config, "auto_optimize", False) and any("setting" in o for o in out):
+            done = self.apply_optimizations(out)
+            if done["applied"]:
+                log.warning("stall: auto_optimize: changed %s on the DataLoader (takes effect at its next "
+                            "iteration)", done["applied"])
+        return out
+
+    def apply_optimizations(self, optimizations):
+        """Applies the settings of get_optimization_suggestions() that torch
+        lets a DataLoader change after construction (num_workers,
+        pin_memory, prefetch_factor: effective at its next iteration).
+        Returns {"applied": {setting: [old, new]}, "not_applied": {setting:
+        why}}; text-only suggestions are skipped."""
+        who = "apply_optimizations()"
+        if not isinstance(optimizations, (list, tuple)) or not all(isinstance(o, dict) for o in optimizations):
+            raise TypeError(f"{who}: optimizations must be the list of dicts get_optimization_suggestions() returns")
+        dl = self._tuning_loader(None, who)
+        todo = {o["setting"]: o["value"] for o in optimizations if "setting" in o and not o.get("applied")}
+        applied, refused = _tuner.apply_in_place(dl, todo)
+        for o in optimizations:
+            if o.get("setting") in applied:
+                o["applied"] = True
+        return {"applied": {k: list(v) for k, v in applied.items()}, "not_applied": refused}
+
+    def measure_improvement(self, measure_seconds=None):
+        """Measures the tuned DataLoader again; returns its change in
+        samples/s against the last profile_current_configuration(), in
+        percent."""
+        who = "measure_improvement()"
+        before = getattr(self, "_last_profile", None)
+        if before is None or not before.samples_per_second:
+            raise RuntimeError(f"{who}: call profile_current_configuration() first")
+        after = self.profile_current_configuration(None, measure_seconds)
+        if not after["samples_per_second"]:
+            raise RuntimeError(f"{who}: the DataLoader gave no rate ({after['error']})")
+        return 100.0 * (after["samples_per_second"] / before.samples_per_second - 1.0)
 
 
 class _RunProfiler(_SessionCore):
@@ -956,8 +1051,32 @@ def _profile_dataloader(prof, dataloader, num_batches):
         "batch_time": o, "processes": s.summary["processes"],
         "bottlenecks": s.summary["bottlenecks"], "suggestions": s.summary["suggestions"],
     }
+    if getattr(prof.config, "auto_optimize", False):
+        res["auto_optimize"] = _auto_optimize_loader(prof, dataloader)
     prof._data_profiles.append(res)
     return res
+
+
+def _auto_optimize_loader(prof, dataloader):
+    """auto_optimize of profile_dataloader: tunes the loader's worker
+    count, pin_memory and prefetch_factor (its batch size kept) and sets
+    them on the loader itself (effective at its next iteration); logs what
+    changed. Never raises into the caller: a failure is logged and
+    returned."""
+    who = "profile_dataloader(auto_optimize)"
+    try:
+        res, _ = _tune(prof, dataloader, who, "model", None, False, batch_range=False)
+        entry = _tuning_entry(res, dataloader, who)
+        settable = {k: v[1] for k, v in entry["changes"].items() if k != "batch_size"}
+        applied, refused = _tuner.apply_in_place(dataloader, settable)
+        if applied:
+            log.warning("stall: auto_optimize: changed %s on the DataLoader (measured %.2fx; takes effect at its "
+                        "next iteration)", {k: list(v) for k, v in applied.items()}, entry["measured_speedup"])
+        return {"applied": {k: list(v) for k, v in applied.items()}, "not_applied": refused,
+                "measured_speedup": entry["measured_speedup"], "note": entry["note"]}
+    except Exception as e:
+        log.warning("stall: auto_optimize could not tune the DataLoader: %s: %s", type(e).__name__, e)
+        return {"applied": {}, "not_applied": {}, "error": f"{type(e).__name__}: {e}"}
 
 
 def _profile_preprocessing(prof, func, data, num_iterations):
@@ -982,6 +1101,8 @@ def _profile_preprocessing(prof, func, data, num_iterations):
            "timing": s.summary["operations"].get(name, {}),
            "bottlenecks": s.summary["bottlenecks"], "suggestions": s.summary["suggestions"]}
     prof._data_profiles.append(res)
+    from . import preprocessing as _pre  # keeps func and data for CodeOptimizer.optimize_preprocessing
+    _pre.remember(prof, func, data, res, "function")
     return res
 
 
@@ -989,7 +1110,7 @@ class DataLoadingProfiler(_ProfilerBase, _SessionCore):
     """Data loading profiling for both seeds: with a ProfilingConfig (seed
     "advanced code profiling": profile_dataloader, profile_preprocessing,
     get_bottlenecks) or a DataLoadingProfilerConfig (seed "bottleneck
-    detection": the configuration search, which arrives with issue 8)."""
+    detection": the configuration search of stall.tuner)."""
 
     _default_config = DataLoadingProfilerConfig
     _config_types = (DataLoadingProfilerConfig, ProfilingConfig)
@@ -1015,21 +1136,90 @@ class DataLoadingProfiler(_ProfilerBase, _SessionCore):
             out.extend(p["bottlenecks"])
         return sorted(out, key=lambda f: -f["severity"])
 
-    def profile_configuration_range(self, *a, **k):
-        _later("DataLoadingProfiler.profile_configuration_range", 8)
+    def profile_configuration_range(self, dataset, strategy="model", measure_seconds=None, progress=None):
+        """Measures DataLoader configurations over the config's
+        batch_size_range x worker_range (x pin_memory when CUDA is there)
+        for dataset (map-style). strategy "model" (default) measures few
+        configurations, chosen by stall's throughput model, and stops when
+        more cannot help; "grid" measures every one. Each is measured for
+        measure_seconds of steady state (default: profiling_duration spread
+        over the grid, 0.2..5 s). progress: a progress line on stderr
+        (default: when stderr is a terminal). Returns the measured
+        LoaderConfigurations in measurement order (samples_per_second,
+        time_to_first_batch_s, peak_memory_bytes, cpu_cores...)."""
+        who = "profile_configuration_range()"
+        cfg = self.config
+        if not isinstance(cfg, DataLoadingProfilerConfig):
+            raise TypeError(f"{who}: needs a DataLoadingProfilerConfig (its batch_size_range and worker_range "
+                            f"are the search space); this profiler has a {type(cfg).__name__}")
+        cfg.validate()
+        _tuner.check_dataset(dataset, who)
+        sizes = [b for b in cfg.batch_size_range if b <= len(dataset)]
+        if not sizes:
+            raise ValueError(f"{who}: every batch size of batch_size_range {cfg.batch_size_range} is larger than "
+                             f"the dataset ({len(dataset)} samples)")
+        window = _tuning_window(cfg, len(sizes) * len(cfg.worker_range), measure_seconds, who)
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"{who}: progress must be a bool or None, not {type(progress).__name__}")
+        res = _tuner.search(_tuner.loader_factory(dataset), sizes, cfg.worker_range, strategy, window,
+                            progress=progress, dataset_info=_tuner.dataset_info(dataset))
+        self._tuning = res
+        if cfg.save_profiles:
+            try:
+                d = cfg.profile_output_dir
+                _os.makedirs(d, exist_ok=True)
+                _write_json(_os.path.join(d, f"tuning-{_time.strftime('%Y%m%d-%H%M%S')}.json"), res.to_doc())
+            except OSError as e:
+                log.warning("stall: could not save the tuning result: %s", e)
+        return res.measured()
 
-    def get_optimal_configuration(self, *a, **k):
-        _later("DataLoadingProfiler.get_optimal_configuration", 8)
+    def get_optimal_configuration(self):
+        """The configuration the last profile_configuration_range chose
+        (an OptimalConfiguration: batch_size, num_workers, pin_memory,
+        persistent_workers, prefetch_factor, throughput in samples/s;
+        loader_kwargs() gives DataLoader's keyword arguments)."""
+        res = getattr(self, "_tuning", None)
+        if res is None:
+            raise RuntimeError("get_optimal_configuration(): no search yet; call profile_configuration_range(dataset) "
+                               "first")
+        opt = res.optimal()
+        if opt is None:
+            errs = sorted({c.error for c in res.configurations if c.error})
+            raise RuntimeError("get_optimal_configuration(): no configuration gave a rate"
+                               + (f" (errors: {'; '.join(errs)})" if errs else ""))
+        return opt
 
-    def generate_optimization_report(self, *a, **k):
-        # the seeds' report of this class charts the configurations the tuner measured
-        _later("DataLoadingProfiler.generate_optimization_report", 8)
+    def generate_optimization_report(self, output_path=None, session_id=None):
+        """After profile_configuration_range: writes the tuning page (a
+        chart of samples/s per configuration, the chosen one marked, the
+        table of every configuration) as HTML, with its JSON document
+        (schema stall.tuning/1) beside it; returns the page's path (default
+        <profile_output_dir>/tuning-report.html). Without a search, or with
+        session_id: the session report of the other profilers."""
+        res = getattr(self, "_tuning", None)
+        if res is None or session_id is not None:
+            return super().generate_optimization_report(output_path, session_id)
+        output_path = self._page_path(output_path, "tuning-report.html")
+        return _write_page(output_path, _json.dumps(res.to_doc(), indent=1))
+
+
+def _tuning_window(cfg, grid_size, measure_seconds, who):
+    if measure_seconds is not None:
+        if isinstance(measure_seconds, bool) or not isinstance(measure_seconds, (int, float)):
+            raise TypeError(f"{who}: measure_seconds must be a number, not {type(measure_seconds).__name__}")
+        if not (0 < measure_seconds <= 3600):
+            raise ValueError(f"{who}: measure_seconds must be > 0 and <= 3600, got {measure_seconds!r}")
+        return float(measure_seconds)
+    dur = getattr(cfg, "profiling_duration", None)
+    if dur:
+        return min(5.0, max(0.2, dur / (2.0 * max(1, grid_size))))
+    return 1.0
 
 
 class PreprocessingProfiler(_ProfilerBase, _SessionCore):
-    """Preprocessing profiling (seed "bottleneck detection"). Sessions and
-    profile_operation work now; the batch-size and caching searches arrive
-    with issue 8."""
+    """Preprocessing profiling (seed "bottleneck detection"): sessions and
+    profile_operation, and the measurements of stall.preprocessing (per call
+    and per item, across batch sizes, repeats) with their findings."""
 
     _default_config = PreprocessingProfilerConfig
     _config_types = (PreprocessingProfilerConfig,)
@@ -1040,33 +1230,139 @@ class PreprocessingProfiler(_ProfilerBase, _SessionCore):
     def __init__(self, config=None):
         self._setup(config)
 
-    def profile_preprocessing_function(self, *a, **k):
-        _later("PreprocessingProfiler.profile_preprocessing_function", 8)
+    def profile_preprocessing_function(self, fn, data, num_iterations=10):
+        """Time fn(data) num_iterations times (after a warm-up call) in a
+        session of its own: wall and CPU time per call and per item, peak
+        memory, the caching probe and the findings (stall.preprocessing)."""
+        from . import preprocessing as _pre
+        return _pre.profile_function(self, fn, data, num_iterations)
 
-    def profile_batch_preprocessing(self, *a, **k):
-        _later("PreprocessingProfiler.profile_batch_preprocessing", 8)
+    def profile_batch_preprocessing(self, fn, data):
+        """Time fn on batches data[i:i+b] for each b of batch_size_range:
+        items/s per batch size, the growth exponent, the findings; with
+        auto_optimize, the optimized function too (stall.preprocessing)."""
+        from . import preprocessing as _pre
+        return _pre.profile_batches(self, fn, data)
 
-    def get_optimal_preprocessing_config(self, *a, **k):
-        _later("PreprocessingProfiler.get_optimal_preprocessing_config", 8)
+    def get_optimal_preprocessing_config(self):
+        """batch_size, items_per_second, use_cache, cache_size,
+        accepts_batches, expected_speedup from the latest batch profile."""
+        from . import preprocessing as _pre
+        return _pre.optimal_config(self)
+
+
+def _tune(prof, loader, who, strategy, measure_seconds, progress, batch_range):
+    """Tunes loader (a search over the profiler's ranges, else its batch
+    size x worker_candidates); a search of the same loader over the same
+    space done before by this profiler (auto_optimize) is reused."""
+    cfg = prof.config if prof is not None else None
+    cores = _tuner.usable_cores()
+    cur_w = getattr(loader, "num_workers", 0)
+    if batch_range:
+        sizes, workers = list(cfg.batch_size_range), list(cfg.worker_range)
+        sizes.append(getattr(loader, "batch_size", None) or sizes[0])
+    else:
+        sizes, workers = [getattr(loader, "batch_size", None) or 1], _tuner.worker_candidates(cores, cur_w)
+    space = (tuple(sorted(set(sizes))), tuple(sorted(set(workers) | {cur_w})), strategy)
+    cache = getattr(prof, "_loader_tunings", None) if prof is not None else None
+    if cache is not None and loader in cache and cache[loader][0] == space:
+        _, res, make = cache[loader]
+        cur = _tuner.current_configuration(loader)
+        if res.baseline is None or res.baseline.key() != cur.key():  # changed since (auto_optimize): measure it now
+            window = _tuning_window(cfg, 1, measure_seconds, who)
+            res = _dc.replace(res, baseline=_tuner.measure(make, cur, window, cuda=res.cuda))
+            cache[loader] = (space, res, make)
+        return res, make
+    window = _tuning_window(cfg, len(space[0]) * len(space[1]), measure_seconds, who)
+    res, make = _tuner.tune_loader(loader, space[0], space[1], strategy, window, progress, who)
+    if prof is not None:
+        if cache is None:
+            import weakref
+            cache = prof._loader_tunings = weakref.WeakKeyDictionary()
+        cache[loader] = (space, res, make)
+    return res, make
+
+
+def _tuning_entry(res, loader, who):
+    best, base = res.chosen, res.baseline
+    gain = (best.samples_per_second / base.samples_per_second
+            if best is not None and base is not None and best.samples_per_second and base.samples_per_second else None)
+    ch = _tuner.changes(loader, best) if best is not None else {}
+    applied = bool(ch) and gain is not None and gain >= 1 + _tuner.MARGIN
+    if best is None:
+        note = "no configuration gave a rate; the loader is kept"
+    elif not ch:
+        note = "the loader's own settings measured fastest"
+    elif not applied:
+        note = f"the best configuration measured {gain:.2f}x the loader's own: not worth a change"
+    else:
+        note = f"{len(ch)} setting(s) changed"
+    return {
+        "kind": "data_loading", "method": who.rstrip("()"),
+        "target": f"DataLoader({type(loader.dataset).__name__}, batch_size={loader.batch_size}, "
+                  f"num_workers={loader.num_workers})",
+        "applied": applied, "changes": ch if applied else {}, "proposed_changes": ch,
+        "baseline_samples_per_second": base.samples_per_second if base is not None else None,
+        "optimized_samples_per_second": best.samples_per_second if best is not None else None,
+        "measured_speedup": gain, "strategy": res.strategy, "configurations_measured": len(res.measured()),
+        "grid_size": res.grid_size, "search_seconds": res.search_seconds, "stop_reason": res.stop_reason,
+        "note": note,
+    }
 
 
 class CodeOptimizer:
-    """Applies fixes found by a profiler (seed "advanced code profiling").
-    The optimizations arrive with stall's DataLoader tuner (issue 8)."""
+    """Applies fixes found by a profiler (seed "advanced code profiling"):
+    a tuned DataLoader (stall.tuner), a faster preprocessing function
+    (stall.preprocessing); each measured against the original."""
 
     def __init__(self, profiler=None):
         if profiler is not None and not isinstance(profiler, _SessionCore):
             raise TypeError(f"CodeOptimizer(): profiler must be a stall profiler, not {type(profiler).__name__}")
         self.profiler = profiler
+        self._entries = []
 
-    def optimize_data_loading(self, *a, **k):
-        _later("CodeOptimizer.optimize_data_loading", 8)
+    def optimize_data_loading(self, dataloader, strategy="model", measure_seconds=None, progress=None):
+        """Returns a DataLoader over the same dataset, sampler and
+        collate_fn with the settings stall's tuner measured fastest: the
+        worker count (0, 1, 2, 4 ... up to twice the usable cores, or the
+        profiler's worker_range), pin_memory when CUDA is there,
+        persistent_workers and prefetch_factor; the batch size is kept
+        unless the profiler is a DataLoadingProfiler (its batch_size_range).
+        The loader itself is measured first; when nothing beats it by 3%,
+        it is returned unchanged. get_optimization_report() lists what
+        changed and the measured gain."""
+        who = "optimize_data_loading()"
+        cfg = self.profiler.config if self.profiler is not None else None
+        res, make = _tune(self.profiler, dataloader, who, strategy, measure_seconds, progress,
+                          batch_range=isinstance(cfg, DataLoadingProfilerConfig))
+        best, base = res.chosen, res.baseline
+        entry = _tuning_entry(res, dataloader, who)
+        new = dataloader
+        if entry["applied"]:
+            new = make(best, measuring=False)
+            log.info("stall: optimize_data_loading: %s (measured %.2fx)", entry["changes"], entry["measured_speedup"])
+        self._entries.append(entry)
+        return new
 
-    def optimize_preprocessing(self, *a, **k):
-        _later("CodeOptimizer.optimize_preprocessing", 8)
+    def optimize_preprocessing(self, preprocessing_func, data=None):
+        """A verified faster equivalent of preprocessing_func (content-keyed
+        LRU cache and/or batched map, measured on the data the profiler
+        profiled it with, or data), else preprocessing_func itself; the
+        report entry (what was applied, measured speedup, or why not) joins
+        this optimizer's entries (stall.preprocessing.optimize)."""
+        from . import preprocessing as _pre
+        new_fn, entry = _pre.optimize_for(self.profiler, preprocessing_func, data)
+        self._entries.append(entry)
+        return new_fn
 
-    def get_optimization_report(self, *a, **k):
-        _later("CodeOptimizer.get_optimization_report", 8)
+    def get_optimization_report(self):
+        """What the optimizations changed and what they measured, as a
+        JSON-serialisable dict: "optimizations" (one entry per call, in
+        order: kind, target, applied, changes {setting: [old, new]},
+        baseline and optimized rates, measured_speedup, how it was found),
+        "applied" (how many changed something) and "count"."""
+        entries = [dict(e) for e in self._entries]
+        return {"optimizations": entries, "count": len(entries), "applied": sum(1 for e in entries if e["applied"])}
 
 
 class PerformanceMonitor:

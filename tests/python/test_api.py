@@ -450,21 +450,7 @@ def test_data_loading_profiler_serves_both_seeds():
 
 
 def test_later_issue_methods_raise_naming_the_issue():
-    tuner = [
-        (stall.CodeOptimizer(stall.AdvancedProfiler(stall.ProfilingConfig())),
-         ["optimize_data_loading", "optimize_preprocessing", "get_optimization_report"]),
-        (stall.DataLoadingProfiler(stall.DataLoadingProfilerConfig()),
-         ["profile_configuration_range", "get_optimal_configuration", "generate_optimization_report"]),
-        (stall.PreprocessingProfiler(stall.PreprocessingProfilerConfig()),
-         ["profile_preprocessing_function", "profile_batch_preprocessing", "get_optimal_preprocessing_config"]),
-        (stall.BottleneckProfiler(cfg()),
-         ["profile_current_configuration", "get_optimization_suggestions", "apply_optimizations",
-          "measure_improvement"]),
-    ]
-    for obj, methods in tuner:
-        for m in methods:
-            with pytest.raises(NotImplementedError, match=r"issue 8"):
-                getattr(obj, m)(None)
+    # the tuner (issue 8) is tested in test_tuner.py and test_preprocessing.py
     mon = stall.PerformanceMonitor(stall.ProfilingConfig(monitoring_interval=0.5, alert_threshold=0.8))
     for m in ["start_monitoring", "add_alert_callback", "get_monitoring_summary", "stop_monitoring"]:
         with pytest.raises(NotImplementedError, match=r"monitoring, issue 9"):

@@ -24,27 +24,15 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples" / "seeds").glob("*.py"))
 TIMEOUT_S = 120
 
-# script name -> the issues it waits for (tuner: issue 8; monitoring: issue 9)
+# script name -> the issues it waits for (monitoring: issue 9)
 PENDING = {
-    # CodeOptimizer's optimization methods: the DataLoader tuner
-    "s000_arch_code_optimizer.py": ("issue 8",),
-    "s000_basic_profiling.py": ("issue 8",),
     # PerformanceMonitor's monitoring and alerts
     "s000_arch_performance_monitor.py": ("issue 9",),
     "s000_real_time_monitoring.py": ("issue 9",),
     "s000_performance_alerts.py": ("issue 9",),
     "s000_trouble_monitoring_alerts.py": ("issue 9",),
     # profiler summary + CodeOptimizer report + PerformanceMonitor summary
-    "s000_performance_reports.py": ("issue 8", "issue 9"),
-    # DataLoadingProfiler.profile_configuration_range / get_optimal_configuration /
-    # generate_optimization_report
-    "s001_quick_start_data_loading.py": ("issue 8",),
-    # PreprocessingProfiler's methods
-    "s001_quick_start_preprocessing.py": ("issue 8",),
-    # BottleneckProfiler.profile_current_configuration / get_optimization_suggestions /
-    # apply_optimizations / measure_improvement
-    "s001_performance_tuning.py": ("issue 8",),
-    "s001_complete_training_loop.py": ("issue 8",),
+    "s000_performance_reports.py": ("issue 9",),
 }
 
 
