@@ -23,22 +23,15 @@ Skipped only when no Chromium is installed.
 
 import copy
 import json
-import os
-import re
-import shutil
-import signal
-import struct
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from stall import _native
 
-CHROMIUM = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
+from browser import CHROMIUM, Node, chromium, load, png_size  # noqa: E402  (tests/python)
+
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
-TIMEOUT_S = 90
 WINDOW = (1280, 1800)
 DASH = "\u2014"
 
@@ -98,95 +91,19 @@ def tuning_doc():
 # ------------------------------------------------------- DOM and browser
 
 
-class El:
-    def __init__(self, tag, attrs, parent):
-        self.tag, self.attrs, self.parent, self.kids = tag, dict(attrs), parent, []
-
-    def text(self):
-        return "".join(k if isinstance(k, str) else k.text() for k in self.kids)
-
-    def walk(self):
-        for k in self.kids:
-            if isinstance(k, El):
-                yield k
-                yield from k.walk()
-
-    def all(self, tag=None, cls=None, **attrs):
-        want = {k.replace("_", "-"): v for k, v in attrs.items()}
-        return [e for e in self.walk() if (tag is None or e.tag == tag)
-                and (cls is None or cls in (e.attrs.get("class") or "").split())
-                and all(e.attrs.get(k) == v if v is not True else k in e.attrs for k, v in want.items())]
-
-    def one(self, tag=None, cls=None, **attrs):
-        found = self.all(tag, cls, **attrs)
-        return found[0] if found else None
-
-
-class Tree(HTMLParser):
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.root = self.cur = El("#root", {}, None)
-
-    def handle_starttag(self, tag, attrs):
-        e = El(tag, attrs, self.cur)
-        self.cur.kids.append(e)
-        if tag not in self.VOID:
-            self.cur = e
-
-    def handle_startendtag(self, tag, attrs):
-        self.cur.kids.append(El(tag, attrs, self.cur))
-
-    def handle_endtag(self, tag):
-        e = self.cur
-        while e is not self.root and e.tag != tag:
-            e = e.parent
-        if e is not self.root:
-            self.cur = e.parent
-
-    def handle_data(self, data):
-        self.cur.kids.append(data)
-
-
-def browse(tmp, page, *args):
-    """Runs headless Chromium on `page` with a fresh profile; returns (stdout, stderr)."""
-    profile = Path(tmp) / f"profile-{len(list(Path(tmp).glob('profile-*')))}"
-    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-           "--enable-logging=stderr", "--v=0", "--no-first-run", "--disable-extensions",
-           "--disable-background-networking", "--disable-sync", *args, Path(page).resolve().as_uri()]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        pytest.fail(f"Chromium took over {TIMEOUT_S} s on {page}")
-    assert p.returncode == 0, f"chromium exited {p.returncode}: {err[-3000:]}"
-    return out, err
-
-
-CONSOLE = re.compile(r':CONSOLE(?::\d+|\(\d+\))?\] "(.*)", source: (\S*) \((\d+)\)')
-
-
 class Page:
+    """The tuning page of doc as Chromium rendered it (browser.load)."""
+
     def __init__(self, tmp, name, doc):
         self.path = Path(tmp) / name
         self.path.write_text(_native.render_report_html(doc if isinstance(doc, str) else json.dumps(doc)),
                              encoding="utf-8")
-        out, err = browse(tmp, self.path, "--dump-dom")
-        assert "<html" in out, f"no DOM came back: {err[-3000:]}"
-        t = Tree()
-        t.feed(out)
-        t.close()
-        self.dom, self.app = t.root, t.root.one("main", id="app")
-        url = self.path.resolve().as_uri()
-        self.console = [m.group(1) for m in CONSOLE.finditer(err) if m.group(2) == url]
-        self.uncaught = [ln for ln in err.splitlines() if "Uncaught" in ln]
-        self.box = t.root.one(id="page-errors")
+        pg = load(tmp, self.path)
+        self.dom, self.app, self.console, self.uncaught = pg.dom, pg.app, pg.console, pg.uncaught
+        self.box = pg.dom.find(id="page-errors")
 
     def title(self):
-        return self.dom.one("title").text()
+        return self.dom.find("title").text()
 
 
 def assert_clean(pg, problems=0):
@@ -201,24 +118,18 @@ def assert_clean(pg, problems=0):
         assert pg.box is None, pg.box.text()
     txt = pg.app.text()
     assert "Could not render" not in txt and "Rendering the report" not in txt, txt[:3000]
-    assert pg.app.one("footer") is not None
-
-
-def png_size(path):
-    data = Path(path).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
+    assert pg.app.find("footer") is not None
 
 
 def bars(pg):
-    svg = pg.app.one("svg", data_tune_chart="1")
+    svg = pg.app.find("svg", data_tune_chart="1")
     assert svg is not None, "no tuning chart"
-    return svg.all("g", cls="cfg")
+    return svg.find_all("g", cls="cfg")
 
 
 def rows(pg):
     """The table's configuration rows (a failed one is followed by a row with its error)."""
-    return [tr for tr in pg.app.one(id="t-tune").one("tbody").all("tr") if "data-bs" in tr.attrs]
+    return [tr for tr in pg.app.find(id="t-tune").find("tbody").find_all("tr") if "data-bs" in tr.attrs]
 
 
 def key(e):
@@ -252,17 +163,17 @@ def page(tmp):
 def test_no_errors_and_title(page):
     assert_clean(page)
     assert page.title() == "stall tuning \u2014 ImageFiles"
-    assert page.app.one("h1").text() == "stall DataLoader tuning"
+    assert page.app.find("h1").text() == "stall DataLoader tuning"
 
 
 def test_verdict_and_code_line(page):
-    v = page.app.one("section", id="tune-verdict")
+    v = page.app.find("section", id="tune-verdict")
     assert v is not None and "ok" in v.attrs["class"].split()
-    assert v.one(id="tune-title").text() == \
+    assert v.find(id="tune-title").text() == \
         "Best: batch_size=128, num_workers=2 \u2014 2,100 samples/s, 2.3\u00d7 the current loader"
-    assert v.one("code", id="tune-code").text() == \
+    assert v.find("code", id="tune-code").text() == \
         "DataLoader(dataset, batch_size=128, num_workers=2, persistent_workers=True, prefetch_factor=2, pin_memory=False)"
-    assert v.one("button", data_copy="tune-code") is not None
+    assert v.find("button", data_copy="tune-code") is not None
     txt = v.text()
     assert "Measured 6 of 16 configurations in 12.3 s" in txt
     assert "beat the best measured one by 3% or more" in txt
@@ -284,11 +195,11 @@ def test_one_bar_per_configuration(page):
         assert g.attrs["data-state"] == want, (c, g.attrs)
         value = c["samples_per_second"] if want == "measured" else c["predicted_samples_per_second"] if want == "predicted" else None
         assert (float(g.attrs["data-value"]) if g.attrs["data-value"] else None) == value
-        rect = g.one("rect", cls="bar")
-        assert rect is not None and g.one("title") is not None
+        rect = g.find("rect", cls="bar")
+        assert rect is not None and g.find("title") is not None
         if want == "predicted":  # hollow, dashed, value marked as a prediction
             assert rect.attrs["fill"] == "#fff" and rect.attrs.get("stroke-dasharray")
-            assert any(t.text().startswith("\u2248") for t in g.all("text"))
+            assert any(t.text().startswith("\u2248") for t in g.find_all("text"))
         if want == "measured":
             assert rect.attrs["fill"] != "#fff" and not rect.attrs.get("stroke-dasharray")
     # the chosen one, labelled; the failed one, marked; the baseline, marked and drawn as a line
@@ -296,13 +207,13 @@ def test_one_bar_per_configuration(page):
     assert [key(g) for g in chosen] == [CHOSEN] and chosen[0].attrs["data-state"] == "measured"
     assert "best" in chosen[0].text()
     failed = by[FAILED]
-    assert "failed" in failed.text() and "exited unexpectedly" in failed.one("title").text()
+    assert "failed" in failed.text() and "exited unexpectedly" in failed.find("title").text()
     base = [g for g in gs if g.attrs.get("data-baseline") == "true"]
     assert [key(g) for g in base] == [(16, 0)] and "current" in base[0].text()
-    line = page.app.one("g", cls="baseline")
+    line = page.app.find("g", cls="baseline")
     assert line is not None and line.attrs["data-value"] == "900" and "900/s" in line.text()
-    assert line.one("title").text() == "current loader: 900 samples/s"
-    legend = page.app.one("figure", id="tune-chart").one("ul", cls="legend").text()
+    assert line.find("title").text() == "current loader: 900 samples/s"
+    legend = page.app.find("figure", id="tune-chart").find("ul", cls="legend").text()
     for word in ("0 workers", "1 worker", "2 workers", "4 workers", "predicted", "failed", "best", "current loader"):
         assert word in legend
 
@@ -315,15 +226,15 @@ def test_table_rows_and_order(page):
     assert [key(tr) for tr in trs] == [(c["batch_size"], c["num_workers"]) for c in want]
     assert [tr.attrs["data-state"] for tr in trs[:5]] == ["measured"] * 5
     assert key(trs[0]) == CHOSEN and trs[0].attrs.get("data-chosen") == "true"
-    assert "best" in trs[0].one("td").text()
+    assert "best" in trs[0].find("td").text()
     assert [tr for tr in trs if tr.attrs.get("data-chosen")] == [trs[0]]
-    heads = [th.text() for th in page.app.one(id="t-tune").one("thead").all("tr")[1].all("th")]
-    cells = {key(tr): dict(zip(heads, (td.text() for td in tr.all("td")))) for tr in trs}
+    heads = [th.text() for th in page.app.find(id="t-tune").find("thead").find_all("tr")[1].find_all("th")]
+    cells = {key(tr): dict(zip(heads, (td.text() for td in tr.find_all("td")))) for tr in trs}
     best = cells[CHOSEN]
     assert best["samples/s measured"] == "2,100" and best["first batch"] == "362 ms"
     assert best["peak memory"] == "402 MiB" and best["CPU cores"] == "1.9"
     assert best["predicted"].startswith("2,0") and "(\u2212" in best["predicted"]  # predicted below measured
-    all_trs = page.app.one(id="t-tune").one("tbody").all("tr")
+    all_trs = page.app.find(id="t-tune").find("tbody").find_all("tr")
     err = all_trs[all_trs.index(trs[-1]) + 1]  # the failed one, last, then its error
     assert key(trs[-1]) == FAILED and err.attrs.get("data-error-for") == "128/4" and "errrow" in err.attrs["class"]
     assert err.text() == "RuntimeError: DataLoader worker (pid 4242) exited unexpectedly"
@@ -337,17 +248,17 @@ def test_table_rows_and_order(page):
 
 
 def test_key_figures(page):
-    s = page.app.one(id="tune-search").text()
+    s = page.app.find(id="tune-search").text()
     for part in ("model", "6 of 16 configurations", "12.3 s", "Usable cores2", "CUDAno", "ImageFiles", "4,096 samples"):
         assert part in s, (part, s)
-    m = page.app.one(id="tune-model").text()
+    m = page.app.find(id="tune-model").text()
     for part in ("400 \u00b5s", "2 ms", "95%", "10 \u00b5s", "1.9"):
         assert part in m, (part, m)
 
 
 def test_screenshot(tmp, page):
     shot = Path(tmp) / "tuning.png"
-    browse(tmp, page.path, f"--screenshot={shot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars")
+    chromium(tmp, page.path, f"--screenshot={shot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars")
     assert png_size(shot) == WINDOW
     assert shot.stat().st_size > 40_000, shot.stat().st_size  # a drawn page, not a blank one
 
@@ -362,12 +273,12 @@ def test_no_baseline_and_nulls(tmp):
         doc[k] = None
     pg = Page(tmp, "tuning-nobase.html", doc)
     assert_clean(pg)
-    assert pg.app.one(id="tune-title").text() == "Best: batch_size=128, num_workers=2 \u2014 2,100 samples/s"
-    assert "No current loader was given" in pg.app.one(id="tune-verdict").text()
-    assert not [g for g in bars(pg) if g.attrs.get("data-baseline")] and pg.app.one("g", cls="baseline") is None
-    s = pg.app.one(id="tune-search").text()
+    assert pg.app.find(id="tune-title").text() == "Best: batch_size=128, num_workers=2 \u2014 2,100 samples/s"
+    assert "No current loader was given" in pg.app.find(id="tune-verdict").text()
+    assert not [g for g in bars(pg) if g.attrs.get("data-baseline")] and pg.app.find("g", cls="baseline") is None
+    s = pg.app.find(id="tune-search").text()
     assert f"Search time{DASH}" in s and f"Usable cores{DASH}" in s and f"CUDA{DASH}" in s
-    assert "No model: the grid strategy" in pg.app.one(id="tune-model").text()
+    assert "No model: the grid strategy" in pg.app.find(id="tune-model").text()
 
 
 def test_zero_workers_call_and_varying_pin_memory(tmp):
@@ -390,9 +301,9 @@ def test_zero_workers_call_and_varying_pin_memory(tmp):
     assert_clean(pg)
     assert len(bars(pg)) == 32 and len(rows(pg)) == 32
     assert sum(g.attrs["data-state"] == "unknown" for g in bars(pg)) == 16
-    assert pg.app.one("code", id="tune-code").text() == "DataLoader(dataset, batch_size=16, num_workers=0, pin_memory=False)"
-    assert pg.app.one(id="tune-title").text().startswith("Best: keep the current loader (batch_size=16, num_workers=0)")
-    legend = pg.app.one("figure", id="tune-chart").one("ul", cls="legend").text()
+    assert pg.app.find("code", id="tune-code").text() == "DataLoader(dataset, batch_size=16, num_workers=0, pin_memory=False)"
+    assert pg.app.find(id="tune-title").text().startswith("Best: keep the current loader (batch_size=16, num_workers=0)")
+    legend = pg.app.find("figure", id="tune-chart").find("ul", cls="legend").text()
     assert "2 workers, pin_memory=True" in legend and "2 workers, pin_memory=False" in legend
 
 
@@ -420,20 +331,20 @@ def test_malformed_results_say_so(tmp, case):
     for p in problems:
         assert p in box, box
     # the box comes first in the body, above the page
-    assert next(k for k in pg.dom.one("body").kids if isinstance(k, El)).attrs.get("id") == "page-errors"
-    title = pg.app.one(id="tune-title").text()
+    assert next(k for k in pg.dom.find("body").children if isinstance(k, Node)).attrs.get("id") == "page-errors"
+    title = pg.app.find(id="tune-title").text()
     if case in ("all_failed", "chosen_null"):
         assert title == "No configuration to recommend"
         assert len(bars(pg)) == 16 and len(rows(pg)) == 16 and not [g for g in bars(pg) if g.attrs.get("data-chosen")]
     else:  # the chosen configuration is still named; nothing to chart or list
         assert title.startswith("Best: batch_size=128, num_workers=2")
-        assert "No configurations to chart" in pg.app.one(id="tune-chart").text()
-        assert pg.app.one(id="t-tune") is None
+        assert "No configurations to chart" in pg.app.find(id="tune-chart").text()
+        assert pg.app.find(id="t-tune") is None
 
 
 def test_other_schemas_unchanged(tmp):
     """A run report still renders its own page, without a data problem."""
     pg = Page(tmp, "report.html", {"schema": "stall.report/1", "bottlenecks": []})
     assert_clean(pg)
-    assert pg.app.one("svg", data_tune_chart="1") is None
-    assert pg.app.one("section", cls="verdict").one("h2").text() == "No bottleneck found"
+    assert pg.app.find("svg", data_tune_chart="1") is None
+    assert pg.app.find("section", cls="verdict").find("h2").text() == "No bottleneck found"
