@@ -19,10 +19,12 @@ import os as _os
 import sys as _sys
 import time as _time
 import tracemalloc as _tracemalloc
+import weakref as _weakref
 from typing import Any, Dict, List, Optional
 
 from . import _engine, _native
 from . import tuner as _tuner
+from . import preprocessing as _pre  # imports this module back; uses it only at call time
 from .config import (
     BottleneckProfilerConfig,
     DataLoadingProfilerConfig,
@@ -293,6 +295,7 @@ class _SessionCore:
         self._detectors = []
         self._user_metrics = {}
         self._started_tracemalloc = False
+        self._loader_tunings = _weakref.WeakKeyDictionary()  # DataLoader -> (space, TuningResult, make_loader)
         level = getattr(config, "level", None) or getattr(config, "profiling_level", None)
         self._thread_cpu = bool(level is not None and level.thread_cpu_time)
         _engine.transport(self._thread_cpu)
@@ -788,14 +791,10 @@ class BottleneckProfiler(_ProfilerBase, _SessionCore):
         who = "get_optimization_suggestions()"
         dl = self._tuning_loader(None, who)
         res, _ = _tune(self, dl, who, "model", None, None, batch_range=False)
-        best, base = res.chosen, res.baseline
-        out = []
-        if best is not None:
-            gain = best.samples_per_second / base.samples_per_second if base and base.samples_per_second else None
-            for k, (old, new) in _tuner.changes(dl, best).items():
-                if k != "batch_size":
-                    out.append({"setting": k, "value": new, "current": old, "expected_speedup": gain,
-                                "source": "measured by stall's DataLoader tuner", "applied": False})
+        entry = _tuning_entry(res, dl, who)
+        out = [{"setting": k, "value": new, "current": old, "expected_speedup": entry["measured_speedup"],
+                "source": "measured by stall's DataLoader tuner", "applied": False}
+               for k, (old, new) in entry["proposed_changes"].items() if k != "batch_size"]
         s = self._current()
         if s is not None:
             out.extend(dict(x) for x in self.get_session_summary(s.session_id)["suggestions"])
@@ -1080,10 +1079,8 @@ def _auto_optimize_loader(prof, dataloader):
 
 
 def _profile_preprocessing(prof, func, data, num_iterations):
-    if not callable(func):
-        raise TypeError(f"profile_preprocessing(): func must be callable, not {type(func).__name__}")
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int) or num_iterations < 1:
-        raise ValueError(f"profile_preprocessing(): num_iterations must be an int >= 1, got {num_iterations!r}")
+    _pre._check_fn(func, "profile_preprocessing()")
+    _pre._check_iterations(num_iterations, "profile_preprocessing()")
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "preprocessing"
     sid = prof.start_profiling_session("profile_preprocessing")
     op = prof.profile_operation(name, BottleneckType.PREPROCESSING)
@@ -1101,8 +1098,7 @@ def _profile_preprocessing(prof, func, data, num_iterations):
            "timing": s.summary["operations"].get(name, {}),
            "bottlenecks": s.summary["bottlenecks"], "suggestions": s.summary["suggestions"]}
     prof._data_profiles.append(res)
-    from . import preprocessing as _pre  # keeps func and data for CodeOptimizer.optimize_preprocessing
-    _pre.remember(prof, func, data, res, "function")
+    _pre.remember(prof, func, data, res, "function")  # for CodeOptimizer.optimize_preprocessing
     return res
 
 
@@ -1234,20 +1230,17 @@ class PreprocessingProfiler(_ProfilerBase, _SessionCore):
         """Time fn(data) num_iterations times (after a warm-up call) in a
         session of its own: wall and CPU time per call and per item, peak
         memory, the caching probe and the findings (stall.preprocessing)."""
-        from . import preprocessing as _pre
         return _pre.profile_function(self, fn, data, num_iterations)
 
     def profile_batch_preprocessing(self, fn, data):
         """Time fn on batches data[i:i+b] for each b of batch_size_range:
         items/s per batch size, the growth exponent, the findings; with
         auto_optimize, the optimized function too (stall.preprocessing)."""
-        from . import preprocessing as _pre
         return _pre.profile_batches(self, fn, data)
 
     def get_optimal_preprocessing_config(self):
         """batch_size, items_per_second, use_cache, cache_size,
         accepts_batches, expected_speedup from the latest batch profile."""
-        from . import preprocessing as _pre
         return _pre.optimal_config(self)
 
 
@@ -1264,7 +1257,7 @@ def _tune(prof, loader, who, strategy, measure_seconds, progress, batch_range):
     else:
         sizes, workers = [getattr(loader, "batch_size", None) or 1], _tuner.worker_candidates(cores, cur_w)
     space = (tuple(sorted(set(sizes))), tuple(sorted(set(workers) | {cur_w})), strategy)
-    cache = getattr(prof, "_loader_tunings", None) if prof is not None else None
+    cache = prof._loader_tunings if prof is not None else None
     if cache is not None and loader in cache and cache[loader][0] == space:
         _, res, make = cache[loader]
         cur = _tuner.current_configuration(loader)
@@ -1275,10 +1268,7 @@ def _tune(prof, loader, who, strategy, measure_seconds, progress, batch_range):
         return res, make
     window = _tuning_window(cfg, len(space[0]) * len(space[1]), measure_seconds, who)
     res, make = _tuner.tune_loader(loader, space[0], space[1], strategy, window, progress, who)
-    if prof is not None:
-        if cache is None:
-            import weakref
-            cache = prof._loader_tunings = weakref.WeakKeyDictionary()
+    if cache is not None:
         cache[loader] = (space, res, make)
     return res, make
 
@@ -1335,11 +1325,10 @@ class CodeOptimizer:
         cfg = self.profiler.config if self.profiler is not None else None
         res, make = _tune(self.profiler, dataloader, who, strategy, measure_seconds, progress,
                           batch_range=isinstance(cfg, DataLoadingProfilerConfig))
-        best, base = res.chosen, res.baseline
         entry = _tuning_entry(res, dataloader, who)
         new = dataloader
         if entry["applied"]:
-            new = make(best, measuring=False)
+            new = make(res.chosen, measuring=False)
             log.info("stall: optimize_data_loading: %s (measured %.2fx)", entry["changes"], entry["measured_speedup"])
         self._entries.append(entry)
         return new
@@ -1350,7 +1339,6 @@ class CodeOptimizer:
         profiled it with, or data), else preprocessing_func itself; the
         report entry (what was applied, measured speedup, or why not) joins
         this optimizer's entries (stall.preprocessing.optimize)."""
-        from . import preprocessing as _pre
         new_fn, entry = _pre.optimize_for(self.profiler, preprocessing_func, data)
         self._entries.append(entry)
         return new_fn

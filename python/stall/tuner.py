@@ -45,6 +45,7 @@ import os as _os
 import sys as _sys
 import time as _time
 import warnings as _warnings
+import weakref as _weakref
 from typing import List, Optional
 
 from . import _engine, _native
@@ -187,28 +188,24 @@ def _finite(d):
 # ---------------------------------------------------------------- machine
 
 def usable_cores():
-    """CPUs this process may run on: its affinity, capped by a cgroup v2
-    CPU quota when one is set."""
+    """CPUs this process may run on, as stall's C sampler reads them
+    (CPU count, cgroup v1/v2 quota, affinity); the CPU count when the
+    sampler cannot tell."""
     try:
-        n = float(len(_os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        n = float(_os.cpu_count() or 1)
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max" and float(period) > 0:
-            n = min(n, float(quota) / float(period))
-    except (OSError, ValueError):
-        pass
-    return max(n, 1.0)
+        eng = _engine.engine()
+        s = eng.latest()
+        if s is None:  # before the sampler's first sample
+            eng.sample_now()
+            s = eng.latest()
+        n = s.get("usable_cores") if s else None
+    except Exception:
+        n = None
+    return max(1.0, float(n)) if n else float(_os.cpu_count() or 1)
 
 
 def _cuda():
-    try:
-        import torch
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
+    from .profilers import _torch_cuda  # (profilers imports this module)
+    return _torch_cuda() is not None
 
 
 # ---------------------------------------------------------------- measuring
@@ -279,70 +276,69 @@ def measure(make_loader, cfg, window_s, max_s=None, cuda=False):
     dev = "cuda" if cuda else None
     # steady state starts once the batches queued during start-up are taken
     skip = 1 + (cfg.num_workers * (cfg.prefetch_factor or 2) if cfg.num_workers > 0 else 0)
-    wctx = _warnings.catch_warnings()  # torch warns about more workers than cores: the search tries that
-    wctx.__enter__()
-    _warnings.simplefilter("ignore", UserWarning)
-    try:
-        loader = make_loader(cfg)
-        it = iter(loader)
-        epochs = 0
-        while True:
-            try:
-                b = next(it)
-            except StopIteration:
-                epochs += 1
-                if first is None or epochs >= 1000:
+    # torch warns about more workers than cores: the search tries that on purpose
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", UserWarning)
+        try:
+            loader = make_loader(cfg)
+            it = iter(loader)
+            epochs = 0
+            while True:
+                try:
+                    b = next(it)
+                except StopIteration:
+                    epochs += 1
+                    if first is None or epochs >= 1000:
+                        break
+                    it = iter(loader)
+                    continue
+                if dev is not None:
+                    b = _to_device(b, dev, cfg.pin_memory)
+                t = now()
+                if first is None:
+                    cfg.time_to_first_batch_s = t - t0
+                if skip > 0:  # the first batch, then those the workers queued during start-up
+                    skip -= 1
+                    first = t
+                    main_cpu0 = _time.thread_time()
+                else:
+                    batches += 1
+                    samples += _batch_len(b, cfg.batch_size)
+                    intervals.append(t - last)
+                last = t
+                if (t - first >= window_s and batches >= MIN_BATCHES) or t - t0 >= max_s:
                     break
-                it = iter(loader)
-                continue
             if dev is not None:
-                b = _to_device(b, dev, cfg.pin_memory)
-            t = now()
+                import torch
+                torch.cuda.synchronize()
             if first is None:
-                cfg.time_to_first_batch_s = t - t0
-            if skip > 0:  # the first batch, then those the workers queued during start-up
-                skip -= 1
-                first = t
-                main_cpu0 = _time.thread_time()
-            else:
-                batches += 1
-                samples += _batch_len(b, cfg.batch_size)
-                intervals.append(t - last)
-            last = t
-            if (t - first >= window_s and batches >= MIN_BATCHES) or t - t0 >= max_s:
-                break
-        if dev is not None:
-            import torch
-            torch.cuda.synchronize()
-        if first is None:
-            cfg.error = "the loader gave no batch (empty dataset or sampler?)"
-        main_cpu1 = _time.thread_time()
-        t_last = last
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # a dying worker raises RuntimeError; keep measuring the others
-        lines = [x for x in str(e).strip().splitlines() if x.strip()] or [""]
-        # a worker's error carries its traceback: keep the first line and the original error
-        cfg.error = f"{type(e).__name__}: {lines[0]}" + (f" ... {lines[-1].strip()}" if len(lines) > 1 else "")
-        cfg.error = cfg.error[:300]
-        main_cpu1 = None
-        t_last = last
-    finally:
-        if eng is not None:
+                cfg.error = "the loader gave no batch (empty dataset or sampler?)"
+            main_cpu1 = _time.thread_time()
+            t_last = last
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a dying worker raises RuntimeError; keep measuring the others
+            lines = [x for x in str(e).strip().splitlines() if x.strip()] or [""]
+            # a worker's error carries its traceback: keep the first line and the original error
+            cfg.error = f"{type(e).__name__}: {lines[0]}" + (f" ... {lines[-1].strip()}" if len(lines) > 1 else "")
+            cfg.error = cfg.error[:300]
+            main_cpu1 = None
+            t_last = last
+        finally:
+            if eng is not None:
+                try:
+                    eng.sample_now()
+                except Exception:
+                    pass
+            t1_ns = _native.now_ns()
+            del it
             try:
-                eng.sample_now()
+                shut = getattr(loader, "_iterator", None)
+                if shut is not None and hasattr(shut, "_shutdown_workers"):
+                    shut._shutdown_workers()
             except Exception:
                 pass
-        t1_ns = _native.now_ns()
-        del it
-        try:
-            shut = getattr(loader, "_iterator", None)
-            if shut is not None and hasattr(shut, "_shutdown_workers"):
-                shut._shutdown_workers()
-        except Exception:
-            pass
-        del loader
-        wctx.__exit__(None, None, None)
+            del loader
     t_end = now()
     ch1 = _os.times()
     cpu = (_time.process_time() - cpu0) + (ch1.children_user - ch0.children_user) + \
@@ -674,7 +670,7 @@ def dataset_info(dataset):
 
 def check_dataset(dataset, who):
     try:
-        from torch.utils.data import Dataset, IterableDataset
+        from torch.utils.data import IterableDataset
     except ImportError as e:  # pragma: no cover - torch is required for DataLoaders
         raise RuntimeError(f"{who}: needs PyTorch (import torch failed: {e})") from None
     if isinstance(dataset, IterableDataset):
@@ -772,12 +768,11 @@ _seen = []  # (weakref to a DataLoader, monotonic ns of its last iter()), most r
 
 
 def _note(loader):
-    import weakref
     for i, (r, _) in enumerate(_seen):
         if r() is loader:
             del _seen[i]
             break
-    _seen.append((weakref.ref(loader), _native.now_ns()))
+    _seen.append((_weakref.ref(loader), _native.now_ns()))
     del _seen[:-8]
 
 
