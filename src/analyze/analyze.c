@@ -252,6 +252,13 @@ static int best_workers(const ctx_t *c, const stall_loader_t *l, double *speedup
 
 /* ------------------------------------------------------------ detectors */
 
+/* The speedup of hiding 90% of a step's off-CPU time (step_cpu: the share
+ * of the step on a CPU). */
+static double speedup_hiding_wait(double step_cpu) {
+    return 1.0 / fmax(0.05, 1.0 - (1.0 - step_cpu) * 0.9);
+}
+
+
 static double per_batch_ms(uint64_t ns, uint64_t count) {
     return count ? (double)ns / 1e6 / (double)count : NAN;
 }
@@ -617,7 +624,7 @@ static int detect_compute(ctx_t *c, stall_finding_t *f, int cap) {
                 100 * a->data_wait_frac, 100 * step_cpu, a->threads_net);
         EV(f, "step_cpu_frac", step_cpu, 2);
         EV(f, "threads_net_wait", a->threads_net, 2);
-        suggest(f, 1.0 / fmax(0.05, 1.0 - (1.0 - step_cpu) * 0.9),
+        suggest(f, speedup_hiding_wait(step_cpu),
                 "Overlap network transfers with compute (asynchronous requests or collectives, larger "
                 "messages, fewer round trips per step)",
                 "the step is off-CPU %.0f%% of the time on sockets; the speedup is for hiding 90%% of that",
@@ -636,7 +643,7 @@ static int detect_compute(ctx_t *c, stall_finding_t *f, int cap) {
         EV(f, "iowait_cores", a->iowait_cores, 2);
         EV(f, "disk_busy_mean", a->disk_busy_mean, 2);
         EV(f, "tree_io_mb_per_s", a->tree_io_bytes_per_s / 1e6, 2);
-        suggest(f, 1.0 / fmax(0.05, 1.0 - (1.0 - step_cpu) * 0.9),
+        suggest(f, speedup_hiding_wait(step_cpu),
                 "Take storage writes off the training step: checkpoint less often, or write from a "
                 "background thread without fsync in the loop",
                 "the step is off-CPU %.0f%% of the time; the speedup is for removing 90%% of that wait",

@@ -358,9 +358,7 @@ def test_custom_detector_joins_the_c_table():
     p.add_custom_bottleneck_detector(weak)
     sid = p.start_profiling_session("joined")
     with p.profile_operation("spin", BT.CPU_COMPUTATION):
-        t = time.perf_counter()
-        while time.perf_counter() - t < 0.2:
-            pass
+        burn(0.2)
     p.stop_profiling_session(sid)
     b = p.get_session_summary(sid)["bottlenecks"]
     types = [f["type"] for f in b]
@@ -463,9 +461,7 @@ def test_generate_optimization_report_writes_the_session_page(tmp_path):
         p.generate_optimization_report()
     sid = p.start_profiling_session("paged")
     with p.profile_operation("spin", BT.CPU_COMPUTATION):
-        t = time.perf_counter()
-        while time.perf_counter() - t < 0.3:
-            pass
+        burn(0.3)
     p.stop_profiling_session(sid)
     page = p.generate_optimization_report()
     assert page == str(tmp_path / "out" / f"{sid}-report.html")
