@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -505,7 +506,9 @@ typedef struct stall_sampler_options_t {
     const char *proc_root; /* default "/proc" (tests point it at fixture trees) */
     const char *sys_root;  /* default "/sys" */
     int no_gpu;            /* 1: do not load NVML */
-    uint64_t pss_interval_ns; /* smaps_rollup period; default 10 x interval; 0 = default */
+    uint64_t pss_interval_ns; /* smaps_rollup period; default 10 x interval; 0 = default. Stretched
+                                 while reading it would cost over 0.1% of a core (torch processes
+                                 have thousands of mappings: ~3 ms each) */
 } stall_sampler_options_t;
 
 /* Makes a sampler (nothing is read yet). NULL with an error naming the field
@@ -744,6 +747,204 @@ int stall_finding_suggest(stall_finding_t *f, const char *action, double expecte
  * "loaders":[...]}. malloc'd, NUL-terminated (length in *len if not NULL);
  * NULL with the error set when out of memory. */
 char *stall_diagnosis_json(const stall_diagnosis_t *d, size_t *len);
+
+/* ----------------------------------------------------------- monitoring */
+
+/* Live monitoring of a running job: a thread reads an engine every interval,
+ * derives the monitor's metrics (below), checks alert rules (a threshold held
+ * for a duration, cleared with hysteresis), detects anomalies in step time,
+ * throughput and memory (spikes: robust median/MAD score; level shifts:
+ * two-sided CUSUM on robustly standardised values; trends: a least-squares
+ * slope over a longer window) and predicts when host or GPU memory runs out
+ * at the current growth. Each condition raises one alert, and one
+ * "resolved" event when it clears: no storms. Alerts wait in a bounded queue
+ * (stall_monitor_next). The thread runs no callback and no Python. */
+
+typedef enum stall_mon_metric_t {
+    STALL_MON_CPU_PERCENT = 0,         /* host CPU busy, % of all online cores (0..100) */
+    STALL_MON_TREE_CPU_CORES,          /* cores used by the profiled process tree */
+    STALL_MON_TREE_CPU_SHARE,          /* the same over the usable cores (0..1) */
+    STALL_MON_MEMORY_BYTES,            /* the tree: main RSS + the workers' PSS */
+    STALL_MON_HOST_MEMORY_USED_SHARE,  /* used share of what the tree may use (host or cgroup) */
+    STALL_MON_HOST_MEMORY_AVAILABLE_BYTES,
+    STALL_MON_GPU_UTIL_PERCENT,        /* mean over GPUs */
+    STALL_MON_GPU_MEMORY_USED_BYTES,   /* summed over GPUs */
+    STALL_MON_GPU_MEMORY_USED_SHARE,   /* of the GPUs' total */
+    STALL_MON_STEP_TIME_S,             /* mean seconds per batch of the training loop, this interval */
+    STALL_MON_THROUGHPUT,              /* batches per second, this interval */
+    STALL_MON_DATA_WAIT_SHARE,         /* share of this interval the loop waited for data */
+    STALL_MON_COUNT_
+} stall_mon_metric_t;
+
+/* "cpu_percent", "tree_cpu_cores", ... (NULL out of range). */
+const char *stall_mon_metric_name(int metric);
+/* The metric of that name, or -1. */
+int stall_mon_metric_index(const char *name);
+
+typedef struct stall_monitor_options_t {
+    uint64_t interval_ns;   /* how often the thread reads the engine (default 1 s, >= 1 ms) */
+    uint64_t loop_span_ns;  /* step time, throughput and data wait are measured over at least
+                               this much time and one batch (default 1 s): one value per span */
+    double min_severity;    /* alerts below this severity are marked suppressed (default 0: none) */
+    double spike_score;     /* robust z-score of a spike (default 6) */
+    double shift_score;     /* CUSUM decision level, in robust standard deviations (default 8) */
+    double trend_r2;        /* least-squares fit a trend must reach (default 0.9) */
+    double trend_change;    /* relative change over the trend window a trend must reach (default 0.1) */
+    double oom_horizon_s;   /* alert when memory runs out sooner than this (default 1800 s) */
+    uint32_t window;        /* samples of the spike and shift baselines (default 60, 8..1024) */
+    uint32_t trend_window;  /* points of the trend fit (default 60, 8..1024) */
+    uint32_t trend_every;   /* samples averaged into one trend point (default 10) */
+    uint32_t queue;         /* alerts the queue holds; more are dropped and counted (default 256) */
+    int no_anomalies;       /* 1: rules only */
+} stall_monitor_options_t;
+
+/* A threshold rule on one metric. */
+typedef struct stall_alert_rule_t {
+    const char *name;   /* unique, letters/digits/'_'/'.'/'-', at most 47 bytes (copied) */
+    int metric;         /* stall_mon_metric_t */
+    int below;          /* 0: raised while value > threshold; 1: while value < threshold */
+    double threshold;
+    double for_s;       /* the condition must hold this long first (0: at once) */
+    double hysteresis;  /* cleared once the value is back past threshold -/+ hysteresis (>= 0) */
+    double severity;    /* 0..1 */
+} stall_alert_rule_t;
+
+#define STALL_ALERT_FIRING 1
+#define STALL_ALERT_RESOLVED 2
+
+/* One alert event. kind: "threshold", "spike", "shift", "trend" or "oom". */
+typedef struct stall_alert_t {
+    uint64_t seq;        /* 1, 2, ... per monitor */
+    uint64_t t_ns;       /* stall_now_ns() clock */
+    int state;           /* STALL_ALERT_FIRING or STALL_ALERT_RESOLVED */
+    char kind[16];
+    char rule[48];       /* the rule's name, or "<kind>:<metric>" for an anomaly */
+    char metric[40];
+    double value;        /* the metric when raised (oom: seconds left) */
+    double threshold;    /* rule: its threshold; spike/shift: the decision level; trend: the fit's r2;
+                            oom: the horizon in seconds */
+    double baseline;     /* spike/shift: the baseline (median); trend: slope per second; oom: growth
+                            in bytes per second; rule: NaN */
+    double severity;     /* 0..1 */
+    int suppressed;      /* 1: severity below the monitor's min_severity (log it, do not notify) */
+    char message[240];
+} stall_alert_t;
+
+typedef struct stall_monitor_t stall_monitor_t;
+
+/* Makes a monitor (options NULL: defaults). Bad options: NULL with the error naming the field. */
+stall_monitor_t *stall_monitor_new(const stall_monitor_options_t *o);
+/* Adds a rule; -1 for a bad field or a duplicate name. Safe while running. */
+int stall_monitor_add_rule(stall_monitor_t *m, const stall_alert_rule_t *r);
+/* Removes a rule (an alert it raised is resolved). -1 when there is none. */
+int stall_monitor_remove_rule(stall_monitor_t *m, const char *name);
+/* Starts the thread reading engine e (which must outlive the monitor's run). */
+int stall_monitor_start(stall_monitor_t *m, stall_engine_t *e);
+/* Stops the thread (joins); the queue keeps what it holds. */
+int stall_monitor_stop(stall_monitor_t *m);
+/* One sample of every metric (values[STALL_MON_COUNT_], NaN = unknown) at
+ * t_ns: what the thread does each interval. For tests (injected series) and
+ * for hosts that have their own numbers. Returns the alerts raised/resolved. */
+int stall_monitor_observe(stall_monitor_t *m, uint64_t t_ns, const double *values);
+/* Reads the engine once and observes it (the thread's tick, on the caller's thread). */
+int stall_monitor_tick(stall_monitor_t *m, stall_engine_t *e);
+/* Adds the default rules: host memory used share > th->memory (0.9) and GPU
+ * memory used share > th->gpu (0.9), both for 5 s, severity 0.9; the loop
+ * waiting for data more than 0.5 of its time for 30 s, severity 0.8; host CPU
+ * busy > th->cpu (0.9) for 30 s, severity 0.6 (th NULL: the defaults). Anomaly
+ * severities: oom 0.95, shift and trend 0.8, spike 0.6. */
+int stall_monitor_add_default_rules(stall_monitor_t *m, const stall_thresholds_t *th);
+/* Takes the oldest queued alert: 1 with *out filled, 0 when none came within
+ * timeout_ms (< 0: wait until one comes or stall_monitor_wake), -1 on error. */
+int stall_monitor_next(stall_monitor_t *m, stall_alert_t *out, int timeout_ms);
+/* Makes a waiting stall_monitor_next return 0 now. */
+void stall_monitor_wake(stall_monitor_t *m);
+
+typedef struct stall_monitor_summary_t {
+    uint64_t samples;
+    uint64_t first_ns, last_ns;
+    double avg[STALL_MON_COUNT_], min[STALL_MON_COUNT_], max[STALL_MON_COUNT_], last[STALL_MON_COUNT_];
+    uint64_t n[STALL_MON_COUNT_];   /* samples where the metric was known (NaN stats when 0) */
+    uint64_t fired, resolved, suppressed, dropped; /* suppressed: below min_severity */
+    uint64_t fired_by_kind[5];       /* threshold, spike, shift, trend, oom */
+    uint32_t active;                 /* conditions raised and not cleared */
+    double oom_host_s, oom_gpu_s;    /* predicted seconds left (NaN: no growth seen) */
+    uint64_t batches;                /* the loop's batches seen by the monitor */
+    double data_wait_s;              /* the loop's data wait seen by the monitor */
+} stall_monitor_summary_t;
+
+int stall_monitor_summary(stall_monitor_t *m, stall_monitor_summary_t *out);
+/* The monitor's own heap bytes (fixed once made: the state is bounded). */
+size_t stall_monitor_memory_bytes(const stall_monitor_t *m);
+/* Stops and frees. */
+void stall_monitor_free(stall_monitor_t *m);
+
+/* Logs one alert event through stall_log (event "alert" at warning, or
+ * "alert_resolved" / a suppressed alert at info; fields type, rule, metric,
+ * value, threshold, baseline, severity, suppressed, message, seq). */
+int stall_alert_log(const stall_alert_t *a);
+
+/* Writes the monitor's Prometheus series (stall_alerts_total{kind},
+ * stall_alerts_active, the loop's last step time, throughput and data-wait
+ * ratio, stall_memory_exhaustion_seconds{memory}) to out; labels: the
+ * constant labels without braces (NULL or "" for none). The shape of a
+ * stall_metrics_server_add_source source (ctx: the monitor). 0 or -1. */
+int stall_monitor_prometheus(void *ctx, FILE *out, const char *labels);
+
+/* -------------------------------------------------------- metrics server */
+
+/* An engine's state for Prometheus: a small HTTP server (libmicrohttpd, one
+ * thread of its own) that answers GET /metrics with the text exposition
+ * format 0.0.4 (stall_batches_total, stall_data_wait_seconds_total,
+ * stall_kind_seconds_total{kind}, stall_process_cpu_seconds_total{role},
+ * ...: the table is in src/export/prometheus.c). The text is rendered on the
+ * server's thread at scrape time only: nothing runs on the profiled
+ * program's path. Every series carries the server's constant labels. */
+
+typedef struct stall_metrics_server_t stall_metrics_server_t;
+
+/* Serves engine e (which must outlive the server) on `address`:
+ * "HOST:PORT", "[IPV6]:PORT", ":PORT" (127.0.0.1) or "PORT"; NULL means
+ * "127.0.0.1:9464"; port 0 picks a free port (stall_metrics_server_port says
+ * which). `labels` is NULL or a NULL-terminated list key, value, key,
+ * value, ... of constant labels (copied); names must match
+ * [a-zA-Z_][a-zA-Z0-9_]*, not start with "__", not repeat, and not be one of
+ * the exporter's own (role, kind, gpu, name, version); host="<hostname>" is
+ * added unless given. GET /metrics: the exposition; GET /: a line pointing
+ * there; other paths 404; methods other than GET and HEAD 405. Returns the
+ * server (the caller owns it: stall_metrics_server_stop), or NULL with an
+ * error that names the address or label at fault (a malformed address, a
+ * host that does not resolve, a port in use). */
+stall_metrics_server_t *stall_metrics_serve(stall_engine_t *e, const char *address, const char *const *labels);
+
+/* The port the server is bound to (the one picked when 0 was asked), or -1
+ * for NULL. */
+int stall_metrics_server_port(const stall_metrics_server_t *s);
+
+/* The URL of the exposition, "http://HOST:PORT/metrics" with the host as
+ * given (IPv6 in brackets); owned by the server. "" for NULL. */
+const char *stall_metrics_server_url(const stall_metrics_server_t *s);
+
+/* Renders the current exposition, as a scrape would get it, on the calling
+ * thread (safe beside the server's). Returns a malloc'd NUL-terminated text
+ * the caller frees (its length in *len when len is not NULL), or NULL with
+ * the error set. */
+char *stall_metrics_text(stall_metrics_server_t *s, size_t *len);
+
+/* Adds a source of more lines, appended to every exposition after stall's
+ * own: fn writes whole families (# HELP, # TYPE, series) to out, and puts
+ * `labels` (the constant labels, rendered without braces, e.g.
+ * host="a",rank="0") inside each series' braces. fn runs on the thread that
+ * renders (the server's, or stall_metrics_text's caller), one render at a
+ * time, and returns 0, or -1 to have what it wrote left out. At most 16
+ * sources. Returns 0, or -1 (NULL fn, table full). */
+int stall_metrics_server_add_source(stall_metrics_server_t *s, int (*fn)(void *ctx, FILE *out, const char *labels),
+                                    void *ctx);
+
+/* Stops the server (waits for a scrape in progress) and frees it. NULL is
+ * ignored. In a process forked from the server's (which serves nothing: the
+ * listening socket is closed in a child at fork) it only frees the handle. */
+void stall_metrics_server_stop(stall_metrics_server_t *s);
 
 /* -------------------------------------------------------------- logging */
 

@@ -211,3 +211,7 @@ from .profilers import (  # noqa: E402
 from . import profilers as _profilers  # noqa: E402
 
 __all__ += _profilers.__all__
+
+from .prometheus import serve_prometheus  # noqa: E402
+
+__all__ += ["serve_prometheus"]

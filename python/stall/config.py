@@ -111,6 +111,11 @@ class ProfilingConfig(_Validated):
     share of wall time from which an operation is a finding.
     enable_tracemalloc: Python allocation tracing (never at PRODUCTION).
     max_samples: points kept per metric series (bounded history).
+    PerformanceMonitor (stall.monitor): monitoring_interval (s) between
+    reads; alert_threshold: lowest severity (0..1) handed to alert
+    callbacks; oom_horizon (s): alert when memory is predicted to run out
+    sooner; alert_log: JSON-lines file for alerts and findings ("-":
+    stderr; None: none).
     """
 
     enabled: bool = True
@@ -128,6 +133,8 @@ class ProfilingConfig(_Validated):
     bottleneck_threshold: float = 0.05
     sampling_interval: Optional[float] = None
     enable_gpu_profiling: bool = True
+    oom_horizon: float = 1800.0
+    alert_log: Optional[str] = None
 
     _checks = (
         ("enabled", _bool, ()),
@@ -144,12 +151,15 @@ class ProfilingConfig(_Validated):
         ("gpu_threshold", _num, (0.0, 100.0)),
         ("bottleneck_threshold", _num, (0.0, 1.0)),
         ("enable_gpu_profiling", _bool, ()),
+        ("oom_horizon", _num, (0.0, 365 * 86400.0, True)),
     )
 
     def validate(self):
         super().validate()
         if self.sampling_interval is not None:
             _num(type(self).__name__, "sampling_interval", self.sampling_interval, 0.001, 3600.0)
+        if self.alert_log is not None:
+            _str(type(self).__name__, "alert_log", self.alert_log)
         return self
 
     @property

@@ -56,10 +56,6 @@ _GB = float(1 << 30)
 _T = BottleneckType
 
 
-def _later(what, issue):
-    raise NotImplementedError(f"{what} arrives with stall's performance monitor (monitoring, issue 9)")
-
-
 def _tv(t):
     """A finding/operation type as the str stored in results."""
     if t is None:
@@ -351,6 +347,8 @@ class _SessionCore:
         s.end_time = _time.time()
         eng.session_end(s.engine_id, s.end_ns)
         s.summary = self._summarize(s)
+        for f in s.summary["bottlenecks"]:
+            log_finding(f, s.session_id)
         if self._started_tracemalloc and not any(x.active for x in self._sessions.values()):
             _tracemalloc.stop()
             self._started_tracemalloc = False
@@ -1353,28 +1351,8 @@ class CodeOptimizer:
         return {"optimizations": entries, "count": len(entries), "applied": sum(1 for e in entries if e["applied"])}
 
 
-class PerformanceMonitor:
-    """Continuous monitoring with alerts (seed "advanced code profiling");
-    arrives with stall's monitoring (issue 9)."""
-
-    def __init__(self, config=None):
-        if config is None:
-            config = ProfilingConfig()
-        if not isinstance(config, ProfilingConfig):
-            raise TypeError(f"PerformanceMonitor(): config must be a ProfilingConfig, not {type(config).__name__}")
-        self.config = config.validate()
-
-    def start_monitoring(self, *a, **k):
-        _later("PerformanceMonitor.start_monitoring", 9)
-
-    def add_alert_callback(self, *a, **k):
-        _later("PerformanceMonitor.add_alert_callback", 9)
-
-    def get_monitoring_summary(self, *a, **k):
-        _later("PerformanceMonitor.get_monitoring_summary", 9)
-
-    def stop_monitoring(self, *a, **k):
-        _later("PerformanceMonitor.stop_monitoring", 9)
+# PerformanceMonitor lives in stall.monitor (live monitoring, alerts, logs)
+from .monitor import PerformanceMonitor, log_finding  # noqa: E402
 
 
 def profile_function(name=None, type=None):

@@ -38,8 +38,10 @@
 #include "analyze.h"
 #include "export.h"
 #include "html.h"
+#include "internal.h"
 #include "report.h"
 #include "jsonr.h"
+#include "prometheus.h"
 #include "run.h"
 #include "stall.h"
 
@@ -49,6 +51,7 @@
 static const char *run_usage =
     "usage: stall run [--out DIR] [--level basic|detailed|comprehensive]\n"
     "                 [--interval SECONDS] [--threshold NAME=SHARE]... [--quiet]\n"
+    "                 [--prometheus ADDRESS] [--log FILE]\n"
     "                 -- CMD [ARGS...]\n"
     "\n"
     "Runs CMD, profiles its whole process tree (Python processes are instrumented\n"
@@ -68,7 +71,22 @@ static const char *run_usage =
     "                     cpu (busy share of the cores for a run without a training\n"
     "                     loop, 0.9), gpu_busy (GPU utilisation that makes the loop\n"
     "                     GPU-bound, 0.8)\n"
-    "  --quiet            no status line while CMD runs\n";
+    "  --quiet            no status line while CMD runs\n"
+    "  --prometheus ADDRESS\n"
+    "                     serve live metrics for Prometheus on http://ADDRESS/metrics\n"
+    "                     while CMD runs; ADDRESS is HOST:PORT, [IPV6]:PORT, :PORT or\n"
+    "                     PORT (host 127.0.0.1), e.g. 127.0.0.1:9464; under torchrun\n"
+    "                     LOCAL_RANK is added to the port, RANK and WORLD_SIZE\n"
+    "                     become labels\n"
+    "  --log FILE         every alert of the live monitor (as it is raised and when\n"
+    "                     it clears) and every finding at the end, one JSON object\n"
+    "                     per line, appended to FILE ('-': stderr)\n"
+    "\n"
+    "While CMD runs, a live monitor checks the default alert rules (memory used\n"
+    "over the memory threshold, the loop waiting for data over 30%% of its time,\n"
+    "host CPU saturated) and finds spikes, level shifts and trends in step time,\n"
+    "throughput and memory, and memory running out within 30 minutes; alerts of\n"
+    "severity 0.8 and more are printed as they come.\n";
 
 static volatile sig_atomic_t g_child = 0;
 
@@ -211,6 +229,12 @@ typedef struct run_t {
     size_t nloop, loop_cap;
     uint64_t last_batches, last_wait_ns, last_tick_ns;
     int status_shown;
+    const char *prom_addr;          /* --prometheus, LOCAL_RANK added */
+    char prom_buf[320];
+    stall_metrics_server_t *metrics;
+    stall_monitor_t *monitor;       /* the live monitor (alerts), NULL if it could not start */
+    const char *log_path;           /* --log */
+    int log_fd;                     /* its descriptor, -1 when none */
 } run_t;
 
 static int spool_tap(void *ctx, const stall_reader_proc_t *p, const stall_record_t *recs, size_t n) {
@@ -350,6 +374,49 @@ static int write_file(const char *path, const char *data, size_t len) {
     return rename(tmp, path);
 }
 
+/* The live monitor's alerts so far: to the JSON-lines log, and printed
+ * (above the status line) when they matter. */
+static void take_alerts(run_t *r) {
+    stall_alert_t a;
+    while (r->monitor && stall_monitor_next(r->monitor, &a, 0) == 1) {
+        stall_alert_log(&a); /* nothing without --log */
+        if (r->quiet || a.suppressed || a.state != STALL_ALERT_FIRING) continue;
+        if (r->status_shown) fputs("\r\033[K", stderr);
+        fprintf(stderr, "stall alert: %s (severity %.2f)\n", a.message, a.severity);
+    }
+}
+
+static void monitor_start(run_t *r) {
+    stall_monitor_options_t mo;
+    memset(&mo, 0, sizeof mo);
+    mo.interval_ns = (uint64_t)(r->interval_s * 1e9);
+    mo.min_severity = 0.8;
+    r->monitor = stall_monitor_new(&mo);
+    if (r->monitor && stall_monitor_add_default_rules(r->monitor, &r->th) == 0 &&
+        stall_monitor_start(r->monitor, r->engine) == 0) {
+        if (r->metrics) stall_metrics_server_add_source(r->metrics, stall_monitor_prometheus, r->monitor);
+        return;
+    }
+    fprintf(stderr, "stall run: alerts off: %s\n", stall_last_error());
+    stall_monitor_free(r->monitor);
+    r->monitor = NULL;
+}
+
+/* Each finding of the diagnosis as one "finding" line of the JSON-lines log. */
+static void log_findings(const stall_analysis_t *an) {
+    for (int i = 0; i < an->nfindings; i++) {
+        const stall_finding_t *f = &an->findings[i];
+        stall_field_t fl[] = {
+            {"type", STALL_FIELD_STR, {.s = f->type}},
+            {"severity", STALL_FIELD_DOUBLE, {.d = f->severity}},
+            {"summary", STALL_FIELD_STR, {.s = f->summary}},
+            {"suggestion", STALL_FIELD_STR, {.s = f->nsugg ? f->sugg[0].action : ""}},
+            {"expected_speedup", STALL_FIELD_DOUBLE, {.d = f->nsugg ? f->sugg[0].expected_speedup : NAN}},
+        };
+        stall_log(STALL_LOG_WARNING, "finding", fl, sizeof fl / sizeof fl[0]);
+    }
+}
+
 static void finish(run_t *r, int status, int sig) {
     stall_engine_stop(r->engine);
     stall_engine_drain(r->engine); /* what the tree recorded up to its end */
@@ -386,6 +453,11 @@ static void finish(run_t *r, int status, int sig) {
 
     static stall_analysis_t an;
     analyze_now(r, &an, r->end_ns);
+    if (r->monitor) {
+        stall_monitor_stop(r->monitor);
+        take_alerts(r);
+    }
+    log_findings(&an);
 
     char pj[PATH_MAX], ph[PATH_MAX], pt[PATH_MAX];
     snprintf(pj, sizeof pj, "%s/report.json", r->out_dir);
@@ -497,6 +569,48 @@ static int setup_env(const run_t *r) {
     return 0;
 }
 
+/* --prometheus ADDRESS: checked now (a bad one is a usage error); under
+ * torchrun (LOCAL_RANK set) the rank is added to the port so the ranks of
+ * one host do not clash (port 0 stays 0: any free port). 0 or -1 (error set). */
+static int prom_address(run_t *r, const char *val) {
+    stall_prom_addr_t a;
+    if (stall__prom_parse_address(val, &a) < 0) return -1;
+    const char *lr = getenv("LOCAL_RANK");
+    char *end = NULL;
+    long add = lr && *lr ? strtol(lr, &end, 10) : 0;
+    if (!end || *end || add < 0) add = 0;
+    r->prom_addr = val;
+    if (add == 0 || a.port == 0) return 0;
+    if (a.port + add > 65535)
+        return stall__err("metrics address '%s': port %d + LOCAL_RANK %ld is past 65535", val, a.port, add);
+    const char *colon = strrchr(val, ':');
+    int hl = colon ? (int)(colon - val + 1) : 0;
+    snprintf(r->prom_buf, sizeof r->prom_buf, "%.*s%ld", hl, val, a.port + add);
+    r->prom_addr = r->prom_buf;
+    return 0;
+}
+
+/* Serves the engine for Prometheus, with rank and world_size labels from
+ * torchrun's RANK and WORLD_SIZE. A failure (port in use) costs the metrics
+ * only: CMD runs on. */
+static void prom_start(run_t *r) {
+    const char *labels[5];
+    int k = 0;
+    const char *rank = getenv("RANK"), *world = getenv("WORLD_SIZE");
+    if (rank && *rank) {
+        labels[k++] = "rank";
+        labels[k++] = rank;
+    }
+    if (world && *world) {
+        labels[k++] = "world_size";
+        labels[k++] = world;
+    }
+    labels[k] = NULL;
+    r->metrics = stall_metrics_serve(r->engine, r->prom_addr, labels);
+    if (!r->metrics) fprintf(stderr, "stall run: metrics off: %s\n", stall_last_error());
+    else fprintf(stderr, "stall: metrics on %s\n", stall_metrics_server_url(r->metrics));
+}
+
 int stall__cmd_run(int argc, char **argv) {
     static run_t run;
     run_t *r = &run;
@@ -520,9 +634,9 @@ int stall__cmd_run(int argc, char **argv) {
             continue;
         }
         const char *val = NULL;
-        const char *opts[] = {"--out", "--level", "--interval", "--threshold"};
+        const char *opts[] = {"--out", "--level", "--interval", "--threshold", "--prometheus", "--log"};
         int which = -1;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 6; k++) {
             size_t l = strlen(opts[k]);
             if (!strncmp(a, opts[k], l) && (a[l] == 0 || a[l] == '=')) {
                 which = k;
@@ -542,6 +656,11 @@ int stall__cmd_run(int argc, char **argv) {
             if (strcmp(val, "basic") && strcmp(val, "detailed") && strcmp(val, "comprehensive"))
                 return run_usage_error("--level must be basic, detailed or comprehensive, not '%s'", val);
             r->level = val;
+        } else if (which == 5) {
+            if (!*val) return run_usage_error("--log needs a file, or '-' for stderr%s", "");
+            r->log_path = val;
+        } else if (which == 4) {
+            if (prom_address(r, val) < 0) return run_usage_error("--prometheus: %s", stall_last_error());
         } else if (which == 3) {
             if (parse_threshold(&r->th, val) < 0)
                 return run_usage_error("--threshold takes NAME=SHARE with NAME one of bottleneck, memory, gpu, "
@@ -563,6 +682,15 @@ int stall__cmd_run(int argc, char **argv) {
         return 2;
     }
     r->tty = isatty(2);
+    r->log_fd = -1;
+    if (r->log_path) {
+        r->log_fd = strcmp(r->log_path, "-") ? open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : 2;
+        if (r->log_fd < 0) {
+            fprintf(stderr, "stall run: --log: cannot open '%s' for appending: %s\n", r->log_path, strerror(errno));
+            return 2;
+        }
+        stall_log_set_sink(stall_log_sink_fd, (void *)(intptr_t)r->log_fd, STALL_LOG_INFO);
+    }
 
     stall_options_t so;
     memset(&so, 0, sizeof so);
@@ -618,6 +746,8 @@ int stall__cmd_run(int argc, char **argv) {
         }
         if (stall_engine_start(r->engine) < 0)
             fprintf(stderr, "stall run: profiling thread: %s\n", stall_last_error());
+        if (r->prom_addr) prom_start(r);
+        monitor_start(r);
     }
 
     sigset_t chld;
@@ -644,6 +774,7 @@ int stall__cmd_run(int argc, char **argv) {
         uint64_t now = stall_now_ns();
         if (done && now - exited_ns >= GRACE_NS) break;           /* orphans still running: go on */
         if (!done && r->engine && now >= next_tick) {
+            take_alerts(r);
             tick(r);
             next_tick += 1000000000ull;
             if (next_tick <= now) next_tick = now + 1000000000ull;
@@ -656,6 +787,10 @@ int stall__cmd_run(int argc, char **argv) {
     if (r->status_shown) fputs("\r\033[K", stderr);
     if (r->engine) {
         finish(r, status, sig);
+        stall_metrics_server_stop(r->metrics); /* answered scrapes up to the diagnosis */
+        stall_monitor_free(r->monitor);
+        stall_log_set_sink(NULL, NULL, STALL_LOG_INFO);
+        if (r->log_fd > 2) close(r->log_fd);
         stall__spool_free(r->spool);
         stall_engine_free(r->engine, 0);
     }

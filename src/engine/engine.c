@@ -160,6 +160,7 @@ int stall_engine_set_tap(stall_engine_t *e, stall_record_fn fn, void *ctx) {
 stall_reader_t *stall_engine_reader(stall_engine_t *e) { return e ? e->reader : NULL; }
 
 static void *engine_main(void *arg) {
+    pthread_setname_np(pthread_self(), "stall-drain"); /* top -H, /proc/<pid>/task/<tid>/comm */
     stall_engine_t *e = arg;
     sigset_t all;
     sigfillset(&all);

@@ -447,14 +447,6 @@ def test_data_loading_profiler_serves_both_seeds():
         stall.DataLoadingProfiler(stall.PreprocessingProfilerConfig())
 
 
-def test_later_issue_methods_raise_naming_the_issue():
-    # the tuner (issue 8) is tested in test_tuner.py and test_preprocessing.py
-    mon = stall.PerformanceMonitor(stall.ProfilingConfig(monitoring_interval=0.5, alert_threshold=0.8))
-    for m in ["start_monitoring", "add_alert_callback", "get_monitoring_summary", "stop_monitoring"]:
-        with pytest.raises(NotImplementedError, match=r"monitoring, issue 9"):
-            getattr(mon, m)(*([] if m != "add_alert_callback" else [print]))
-
-
 def test_generate_optimization_report_writes_the_session_page(tmp_path):
     p = stall.BottleneckProfiler(stall.BottleneckProfilerConfig(profile_output_dir=str(tmp_path / "out")))
     with pytest.raises(RuntimeError, match="no session"):

@@ -25,15 +25,7 @@ EXAMPLES = sorted((REPO / "examples" / "seeds").glob("*.py"))
 TIMEOUT_S = 120
 
 # script name -> the issues it waits for (monitoring: issue 9)
-PENDING = {
-    # PerformanceMonitor's monitoring and alerts
-    "s000_arch_performance_monitor.py": ("issue 9",),
-    "s000_real_time_monitoring.py": ("issue 9",),
-    "s000_performance_alerts.py": ("issue 9",),
-    "s000_trouble_monitoring_alerts.py": ("issue 9",),
-    # profiler summary + CodeOptimizer report + PerformanceMonitor summary
-    "s000_performance_reports.py": ("issue 9",),
-}
+PENDING = {}
 
 
 def _has_torch():

@@ -26,6 +26,7 @@ typedef struct EngineObject {
     PyObject *dir;     /* str */
     int busy;          /* calls in progress with the GIL released */
     int observer;      /* made with observer=True */
+    int pins;          /* monitors and metrics servers reading it (nat_engine_pin) */
 } EngineObject;
 
 /* ------------------------------------------------------ field tables */
@@ -195,6 +196,8 @@ static PyObject *fields_dict(const field_t *fields, size_t n, const void *base, 
 
 /* ------------------------------------------------------------ helpers */
 
+static void Engine_dealloc(EngineObject *self);
+
 static int engine_check(EngineObject *self, const char *what) {
     if (self->e) return 0;
     PyErr_Format(PyExc_ValueError, "Engine.%s(): the engine is closed", what);
@@ -204,6 +207,28 @@ static int engine_check(EngineObject *self, const char *what) {
 static PyObject *lib_error(PyObject *exc, const char *what) {
     PyErr_Format(exc, "Engine.%s(): %s", what, stall_last_error());
     return NULL;
+}
+
+stall_engine_t *nat_engine_pin(PyObject *o, const char *fn) {
+    if (!o || Py_TYPE(o)->tp_dealloc != (destructor)Engine_dealloc) {
+        PyErr_Format(PyExc_TypeError, "%s(): engine must be a stall._native.Engine, not %s", fn,
+                     o ? Py_TYPE(o)->tp_name : "NULL");
+        return NULL;
+    }
+    EngineObject *self = (EngineObject *)o;
+    if (!self->e) {
+        PyErr_Format(PyExc_ValueError, "%s(): the engine is closed", fn);
+        return NULL;
+    }
+    self->pins++;
+    Py_INCREF(o);
+    return self->e;
+}
+
+void nat_engine_unpin(PyObject *o) {
+    EngineObject *self = (EngineObject *)o;
+    self->pins--;
+    Py_DECREF(o);
 }
 
 /* Parses a duration in seconds (int or float) into ns; at least min_s. */
@@ -393,6 +418,11 @@ static PyObject *Engine_close(EngineObject *self, PyObject *const *args, Py_ssiz
     int remove = a[0] ? PyObject_IsTrue(a[0]) : 0;
     if (remove < 0) return NULL;
     if (!self->e) Py_RETURN_NONE;
+    if (self->pins) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Engine.close(): a monitor or metrics server still reads this engine; stop it first");
+        return NULL;
+    }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "Engine.close(): another thread is inside a call of this engine");
         return NULL;
@@ -413,7 +443,7 @@ static PyObject *Engine_enter(EngineObject *self, PyObject *Py_UNUSED(ignored)) 
 static PyObject *Engine_exit(EngineObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)args;
     (void)nargs;
-    if (self->e && !self->busy) {
+    if (self->e && !self->busy && !self->pins) {
         stall_engine_t *e = self->e;
         self->e = NULL;
         Py_BEGIN_ALLOW_THREADS

@@ -986,6 +986,7 @@ static PyMethodDef module_methods[] = {
     {"set_process_label", mod_set_process_label, METH_O, set_process_label_doc},
     {"register_kind", (PyCFunction)(void (*)(void))nat_register_kind, METH_FASTCALL, nat_register_kind_doc},
     {"metric_names", nat_metric_names, METH_NOARGS, nat_metric_names_doc},
+    {"mon_metric_names", nat_mon_metric_names, METH_NOARGS, nat_mon_metric_names_doc},
     {"render_report_html", nat_render_report_html, METH_O, nat_render_report_html_doc},
     {"loader_model_batch_s", (PyCFunction)(void (*)(void))nat_loader_model_batch_s, METH_VARARGS | METH_KEYWORDS,
      nat_loader_model_batch_s_doc},
@@ -1034,6 +1035,8 @@ static int module_exec(PyObject *m) {
         if (PyModule_AddIntConstant(m, int_constants[i].name, int_constants[i].value) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", stall_version()) < 0) return -1;
     if (nat_ops_exec(m, st) < 0 || nat_engine_exec(m, st) < 0) return -1;
+    if (nat_monitor_exec(m) < 0) return -1;
+    if (nat_metrics_exec(m) < 0) return -1;
     return 0;
 }
 

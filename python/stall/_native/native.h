@@ -148,11 +148,21 @@ NAT_HIDDEN void nat_ops_clear(stall_state *st);
 NAT_HIDDEN int nat_engine_exec(PyObject *m, stall_state *st);
 NAT_HIDDEN int nat_engine_traverse(stall_state *st, visitproc visit, void *arg);
 NAT_HIDDEN void nat_engine_clear(stall_state *st);
+/* The stall_engine_t of an Engine object, pinned: Engine.close() refuses
+ * while pinned, and the object is kept alive (a new reference). TypeError
+ * for another object, ValueError for a closed engine (NULL). */
+NAT_HIDDEN stall_engine_t *nat_engine_pin(PyObject *engine, const char *fn);
+/* Releases a pin (and its reference). */
+NAT_HIDDEN void nat_engine_unpin(PyObject *engine);
 
 NAT_HIDDEN PyObject *nat_register_kind(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 NAT_HIDDEN PyObject *nat_metric_names(PyObject *module, PyObject *unused);
 NAT_HIDDEN extern const char nat_register_kind_doc[];
 NAT_HIDDEN extern const char nat_metric_names_doc[];
+NAT_HIDDEN int nat_monitor_exec(PyObject *m); /* monitor.c: Monitor */
+NAT_HIDDEN int nat_metrics_exec(PyObject *m); /* metrics.c: MetricsServer */
+NAT_HIDDEN PyObject *nat_mon_metric_names(PyObject *module, PyObject *unused);
+NAT_HIDDEN extern const char nat_mon_metric_names_doc[];
 NAT_HIDDEN PyObject *nat_render_report_html(PyObject *module, PyObject *json); /* export.c */
 NAT_HIDDEN extern const char nat_render_report_html_doc[];
 NAT_HIDDEN PyObject *nat_loader_model_batch_s(PyObject *module, PyObject *args, PyObject *kwargs); /* export.c */
