@@ -123,11 +123,7 @@ def main():
     torch.set_num_threads(1)
     data = ex.DecodedImages(10_000_000, 12, 0.0003)
     loader = DataLoader(data, batch_size=32, shuffle=False, num_workers=2, persistent_workers=True)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
-    )
+    model = ex.small_cnn()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
 

@@ -39,6 +39,15 @@ class DecodedImages(Dataset):
         return torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i])
 
 
+def small_cnn():
+    """The model: two small convolutions and a linear classifier for 32x32 RGB."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=0)
@@ -51,11 +60,7 @@ def main():
     torch.set_num_threads(1)  # the step computes on one core
     data = DecodedImages(args.batches * args.batch_size, args.decode_rounds, args.read_latency_ms / 1000)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
-    )
+    model = small_cnn()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()

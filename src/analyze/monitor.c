@@ -187,6 +187,19 @@ static void summary_reset(stall_monitor_t *m) {
     m->sum.oom_host_s = m->sum.oom_gpu_s = NAN;
 }
 
+/* Frees the monitor's memory (its lock and condition are the caller's). */
+static void release(stall_monitor_t *m) {
+    for (size_t i = 0; i < NANOM; i++) {
+        free(m->an[i].win);
+        free(m->an[i].tmp);
+        free(m->an[i].tt);
+        free(m->an[i].tv);
+    }
+    free(m->queue);
+    free(m->procs);
+    free(m);
+}
+
 stall_monitor_t *stall_monitor_new(const stall_monitor_options_t *opts) {
     stall_monitor_options_t o;
     if (opts) o = *opts;
@@ -220,15 +233,7 @@ stall_monitor_t *stall_monitor_new(const stall_monitor_options_t *opts) {
     return m;
 fail:
     stall__err("stall_monitor_new: out of memory");
-    for (size_t i = 0; i < NANOM; i++) {
-        free(m->an[i].win);
-        free(m->an[i].tmp);
-        free(m->an[i].tt);
-        free(m->an[i].tv);
-    }
-    free(m->queue);
-    free(m->procs);
-    free(m);
+    release(m);
     return NULL;
 }
 
@@ -893,17 +898,9 @@ void stall_monitor_free(stall_monitor_t *m) {
     int forked = m->running && m->pid != getpid();
     stall_monitor_stop(m);
     if (forked) return; /* its lock may be held forever in this copy: leave it */
-    for (size_t i = 0; i < NANOM; i++) {
-        free(m->an[i].win);
-        free(m->an[i].tmp);
-        free(m->an[i].tt);
-        free(m->an[i].tv);
-    }
-    free(m->queue);
-    free(m->procs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
-    free(m);
+    release(m);
 }
 
 /* ---------------------------------------------------------------- output */
