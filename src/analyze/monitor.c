@@ -52,6 +52,7 @@
 #define MIN_BASELINE 16   /* samples before spikes and shifts are judged */
 #define MIN_TREND_POINTS 8
 #define REL_SIGMA_FLOOR 0.02 /* robust sigma is at least 2% of the level */
+#define SPIKE_MIN_CHANGE 0.5 /* a spike is at least 50% off the median (jitter is not one) */
 #define SHIFT_MIN_CHANGE 0.1 /* level shifts smaller than 10% of the level are not alerted */
 
 enum { K_THRESHOLD, K_SPIKE, K_SHIFT, K_TREND, K_OOM };
@@ -470,7 +471,8 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
             if (a->run == 0) a->run_med = med;
             a->run++;
         } else {
-            if (a->run > 0 && a->run <= SPIKE_MAX_RUN && z < m->o.spike_score / 2) {
+            if (a->run > 0 && a->run <= SPIKE_MAX_RUN && z < m->o.spike_score / 2 &&
+                dir * (a->run_max - a->run_med) >= SPIKE_MIN_CHANGE * fabs(a->run_med)) {
                 fmt_value(vb, sizeof vb, metric, a->run_max);
                 fmt_value(bb, sizeof bb, metric, a->run_med);
                 snprintf(msg, sizeof msg, "%s spike: %s against a median of %s (%d sample%s)", what, vb, bb, a->run,
