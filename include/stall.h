@@ -863,10 +863,11 @@ void stall_monitor_wake(stall_monitor_t *m);
 typedef struct stall_monitor_summary_t {
     uint64_t samples;
     uint64_t first_ns, last_ns;
-    double avg[STALL_MON_COUNT_], min[STALL_MON_COUNT_], max[STALL_MON_COUNT_], last[STALL_MON_COUNT_];
+    double avg[STALL_MON_COUNT_], min[STALL_MON_COUNT_], max[STALL_MON_COUNT_];
+    double last[STALL_MON_COUNT_];  /* the latest known value (NaN: never known) */
     uint64_t n[STALL_MON_COUNT_];   /* samples where the metric was known (NaN stats when 0) */
     uint64_t fired, resolved, suppressed, dropped; /* suppressed: below min_severity */
-    uint64_t fired_by_kind[5];       /* threshold, spike, shift, trend, oom */
+    uint64_t fired_by_kind[5];       /* by kind: stall_alert_kind_name(0..4) */
     uint32_t active;                 /* conditions raised and not cleared */
     double oom_host_s, oom_gpu_s;    /* predicted seconds left (NaN: no growth seen) */
     uint64_t batches;                /* the loop's batches seen by the monitor */
@@ -884,11 +885,15 @@ void stall_monitor_free(stall_monitor_t *m);
  * value, threshold, baseline, severity, suppressed, message, seq). */
 int stall_alert_log(const stall_alert_t *a);
 
+/* "threshold", "spike", "shift", "trend", "oom" for 0..4 (NULL otherwise). */
+const char *stall_alert_kind_name(int kind);
+
 /* Writes the monitor's Prometheus series (stall_alerts_total{kind},
  * stall_alerts_active, the loop's last step time, throughput and data-wait
  * ratio, stall_memory_exhaustion_seconds{memory}) to out; labels: the
  * constant labels without braces (NULL or "" for none). The shape of a
- * stall_metrics_server_add_source source (ctx: the monitor). 0 or -1. */
+ * stall_metrics_server_add_source source (ctx: the monitor). 0 or -1.
+ * Rendered by the exporter (src/export/prometheus.c) from stall_monitor_summary. */
 int stall_monitor_prometheus(void *ctx, FILE *out, const char *labels);
 
 /* -------------------------------------------------------- metrics server */

@@ -146,13 +146,11 @@ def _callback_failed(fn, exc):
 
 
 class _Callback:
-    __slots__ = ("fn", "loop", "resolved", "is_async")
+    __slots__ = ("fn", "loop", "resolved")
 
     def __init__(self, fn, resolved):
         self.fn = fn
         self.resolved = resolved
-        self.is_async = _inspect.iscoroutinefunction(fn) or _inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None))
         try:
             self.loop = _asyncio.get_running_loop()
         except RuntimeError:

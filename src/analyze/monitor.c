@@ -91,7 +91,6 @@ typedef struct anom_t {
     int run;      /* consecutive outliers so far */
     double run_max, run_med;
     double cusum;
-    uint32_t cusum_n; /* samples since the CUSUM left 0 */
     uint32_t above_n; /* consecutive samples more than one sigma on the bad side */
     double *tt, *tv; /* trend points: time (s), value; a ring */
     uint32_t tn, thead;
@@ -115,7 +114,6 @@ struct stall_monitor_t {
     int woken;
     stall_monitor_summary_t sum;
     double last_values[STALL_MON_COUNT_];
-    double an_last[3]; /* latest known step time, throughput, data-wait share */
     /* the thread */
     pthread_t thread;
     int running, stop;
@@ -127,6 +125,8 @@ struct stall_monitor_t {
     stall_proc_sample_t *procs; /* scratch for the tree's processes */
     size_t bytes;
 };
+
+const char *stall_alert_kind_name(int kind) { return kind >= 0 && kind < NKINDS ? kind_names[kind] : NULL; }
 
 const char *stall_mon_metric_name(int metric) {
     return metric >= 0 && metric < STALL_MON_COUNT_ ? metric_names[metric] : NULL;
@@ -485,12 +485,7 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
         /* shift: one-sided CUSUM of the clipped robust z */
         double zc = z > Z_CLIP ? Z_CLIP : z < -Z_CLIP ? -Z_CLIP : z;
         a->cusum += zc - CUSUM_K;
-        if (a->cusum <= 0) {
-            a->cusum = 0;
-            a->cusum_n = 0;
-        } else {
-            a->cusum_n++;
-        }
+        if (a->cusum < 0) a->cusum = 0;
         a->above_n = zc > 1 ? a->above_n + 1 : 0;
         trip = a->cusum > m->o.shift_score;
         trip_med = med;
@@ -515,7 +510,6 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
             a->cusum = m->o.shift_score; /* hold: decide on the next sample */
         } else if (jump < SHIFT_MIN_CHANGE * fabs(trip_med)) {
             a->cusum = 0; /* real but too small to alert on */
-            a->cusum_n = 0;
         } else {
             fmt_value(vb, sizeof vb, metric, level);
             fmt_value(bb, sizeof bb, metric, trip_med);
@@ -530,7 +524,7 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
             a->n = a->head = 0;
             for (uint32_t i = 0; i < nk; i++) win_push(a, m->o.window, keep[i]);
             a->cusum = 0;
-            a->cusum_n = a->above_n = 0;
+            a->above_n = 0;
             a->run = 0;
         }
     }
@@ -617,13 +611,10 @@ static int observe_locked(stall_monitor_t *m, uint64_t t_ns, const double *v) {
     if (!s->samples) s->first_ns = t_ns;
     s->samples++;
     s->last_ns = t_ns;
-    const int loopm[3] = {STALL_MON_STEP_TIME_S, STALL_MON_THROUGHPUT, STALL_MON_DATA_WAIT_SHARE};
-    for (int i = 0; i < 3; i++)
-        if (isfinite(v[loopm[i]])) m->an_last[i] = v[loopm[i]];
     for (int i = 0; i < STALL_MON_COUNT_; i++) {
         m->last_values[i] = v[i];
-        s->last[i] = v[i];
         if (!isfinite(v[i])) continue;
+        s->last[i] = v[i];
         s->n[i]++;
         s->avg[i] += (v[i] - s->avg[i]) / (double)s->n[i];
         if (!(v[i] >= s->min[i])) s->min[i] = v[i];
@@ -924,51 +915,4 @@ int stall_alert_log(const stall_alert_t *a) {
     int firing = a->state == STALL_ALERT_FIRING;
     return stall_log(firing && !a->suppressed ? STALL_LOG_WARNING : STALL_LOG_INFO,
                      firing ? "alert" : "alert_resolved", f, sizeof f / sizeof f[0]);
-}
-
-int stall_monitor_prometheus(void *ctx, FILE *out, const char *labels) {
-    stall_monitor_t *m = ctx;
-    stall_monitor_summary_t s;
-    if (!m || !out || stall_monitor_summary(m, &s) < 0) return -1;
-    double an_last[3];
-    pthread_mutex_lock(&m->lock);
-    memcpy(an_last, m->an_last, sizeof an_last);
-    pthread_mutex_unlock(&m->lock);
-    const char *l = labels && *labels ? labels : NULL;
-    fprintf(out, "# HELP stall_alerts_total Alerts the live monitor raised, by kind.\n"
-                 "# TYPE stall_alerts_total counter\n");
-    for (int k = 0; k < NKINDS; k++)
-        fprintf(out, "stall_alerts_total{%s%skind=\"%s\"} %llu\n", l ? l : "", l ? "," : "", kind_names[k],
-                (unsigned long long)s.fired_by_kind[k]);
-    fprintf(out, "# HELP stall_alerts_active Alert conditions raised and not cleared.\n"
-                 "# TYPE stall_alerts_active gauge\n"
-                 "stall_alerts_active%s%s%s %u\n",
-            l ? "{" : "", l ? l : "", l ? "}" : "", s.active);
-    static const struct {
-        int metric;
-        const char *name, *help;
-    } gauges[] = {
-        {STALL_MON_STEP_TIME_S, "stall_step_time_seconds", "Mean time per batch of the training loop, last span."},
-        {STALL_MON_THROUGHPUT, "stall_throughput_batches_per_second", "Batches per second, last span."},
-        {STALL_MON_DATA_WAIT_SHARE, "stall_data_wait_ratio", "Share of the last span the loop waited for data."},
-    };
-    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
-        /* the loop's values come once per span: the latest known */
-        double v = s.n[gauges[i].metric] ? an_last[i] : NAN;
-        if (!isfinite(v)) continue;
-        fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s%s%s%s %.9g\n", gauges[i].name, gauges[i].help,
-                gauges[i].name, gauges[i].name, l ? "{" : "", l ? l : "", l ? "}" : "", v);
-    }
-    int header = 0;
-    const double secs[2] = {s.oom_host_s, s.oom_gpu_s};
-    const char *const where[2] = {"host", "gpu"};
-    for (int i = 0; i < 2; i++) {
-        if (!isfinite(secs[i])) continue;
-        if (!header++)
-            fprintf(out, "# HELP stall_memory_exhaustion_seconds Predicted seconds until memory runs out at the "
-                         "current growth.\n# TYPE stall_memory_exhaustion_seconds gauge\n");
-        fprintf(out, "stall_memory_exhaustion_seconds{%s%smemory=\"%s\"} %.9g\n", l ? l : "", l ? "," : "",
-                where[i], secs[i]);
-    }
-    return ferror(out) ? -1 : 0;
 }

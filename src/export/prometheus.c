@@ -378,6 +378,47 @@ fail:
 
 /* ------------------------------------------------------------ addresses */
 
+/* The live monitor's series, from its public summary (a metrics source). */
+int stall_monitor_prometheus(void *ctx, FILE *out, const char *labels) {
+    stall_monitor_summary_t s;
+    if (!ctx || !out || stall_monitor_summary((stall_monitor_t *)ctx, &s) < 0) return -1;
+    family(out, "stall_alerts_total", "counter", "Alerts the live monitor raised, by kind.");
+    for (int k = 0; k < 5; k++) {
+        series(out, "stall_alerts_total", labels, "kind", stall_alert_kind_name(k), NULL, NULL);
+        val_u64(out, s.fired_by_kind[k]);
+    }
+    family(out, "stall_alerts_active", "gauge", "Alert conditions raised and not cleared.");
+    series(out, "stall_alerts_active", labels, NULL, NULL, NULL, NULL);
+    val_u64(out, s.active);
+    static const struct {
+        int metric;
+        const char *name, *help;
+    } loop[] = {
+        {STALL_MON_STEP_TIME_S, "stall_step_time_seconds", "Mean time per batch of the training loop, last span."},
+        {STALL_MON_THROUGHPUT, "stall_throughput_batches_per_second", "Batches per second, last span."},
+        {STALL_MON_DATA_WAIT_SHARE, "stall_data_wait_ratio", "Share of the last span the loop waited for data."},
+    };
+    for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++) {
+        double v = s.last[loop[i].metric];
+        if (!isfinite(v)) continue; /* unknown is left out */
+        family(out, loop[i].name, "gauge", loop[i].help);
+        series(out, loop[i].name, labels, NULL, NULL, NULL, NULL);
+        val_dbl(out, v);
+    }
+    const double secs[2] = {s.oom_host_s, s.oom_gpu_s};
+    const char *const where[2] = {"host", "gpu"};
+    int header = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!isfinite(secs[i])) continue;
+        if (!header++)
+            family(out, "stall_memory_exhaustion_seconds", "gauge",
+                   "Predicted seconds until memory runs out at the current growth.");
+        series(out, "stall_memory_exhaustion_seconds", labels, "memory", where[i], NULL, NULL);
+        val_dbl(out, secs[i]);
+    }
+    return ferror(out) ? -1 : 0;
+}
+
 static const char *addr_forms = "give HOST:PORT, [IPV6]:PORT, :PORT or PORT";
 
 int stall__prom_parse_address(const char *addr, stall_prom_addr_t *out) {
