@@ -18,7 +18,6 @@ suppressed, not handed to callbacks: raising alert_threshold means fewer
 alerts, as the seed's troubleshooting section expects.
 """
 
-import asyncio as _asyncio
 import collections as _collections
 import datetime as _datetime
 import inspect as _inspect
@@ -133,7 +132,9 @@ def _loop_thread():
     global _private_loop
     with _private_lock:
         if _private_loop is None or _private_loop.is_closed():
-            loop = _asyncio.new_event_loop()
+            import asyncio
+
+            loop = asyncio.new_event_loop()
             t = _threading.Thread(target=loop.run_forever, name="stall-alert-loop", daemon=True)
             t.start()
             _private_loop = loop
@@ -151,8 +152,11 @@ class _Callback:
     def __init__(self, fn, resolved):
         self.fn = fn
         self.resolved = resolved
+        # asyncio costs ~80 ms to import: never at `import stall`; a loop can only
+        # be running here when the program imported it already
+        aio = _sys.modules.get("asyncio")
         try:
-            self.loop = _asyncio.get_running_loop()
+            self.loop = aio.get_running_loop() if aio is not None else None
         except RuntimeError:
             self.loop = None
 
@@ -165,7 +169,9 @@ class _Callback:
         if _inspect.isawaitable(r):
             loop = self.loop if self.loop is not None and not self.loop.is_closed() and self.loop.is_running() \
                 else _loop_thread()
-            fut = _asyncio.run_coroutine_threadsafe(_awaited(r), loop)
+            import asyncio
+
+            fut = asyncio.run_coroutine_threadsafe(_awaited(r), loop)
             fut.add_done_callback(lambda f, fn=self.fn: f.exception() and _callback_failed(fn, f.exception()))
 
 
