@@ -364,7 +364,8 @@ typedef struct stall_sys_t {
 #define STALL_PROC_IO (1ull << 1)    /* read/write bytes (/proc/<pid>/io; often unreadable) */
 #define STALL_PROC_CTXT (1ull << 2)  /* voluntary/involuntary context switches (re-read every 5th sample) */
 #define STALL_PROC_SCHED (1ull << 3) /* run-queue wait (schedstat of the main thread) */
-#define STALL_PROC_PSS (1ull << 4)   /* pss_bytes (smaps_rollup, read at a lower rate) */
+#define STALL_PROC_PSS (1ull << 4)   /* pss_bytes (smaps_rollup: read for a new process, then at a lower
+                                        rate; in between moved by the RSS change) */
 #define STALL_PROC_GPU (1ull << 5)   /* gpu_mem_bytes */
 #define STALL_PROC_RATES (1ull << 6) /* cpu_util and the rates: seen in a previous sample */
 /* threads_*: the states of the process's threads (/proc/<pid>/task/<tid>/

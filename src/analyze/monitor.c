@@ -12,14 +12,17 @@
  *     hurts (step time up, throughput down, memory up):
  *       spike: at most SPIKE_MAX_RUN samples whose robust z-score
  *         ((x - median) / (1.4826 MAD) over the last `window` samples) is
- *         above spike_score, followed by one back to normal; reported when it
- *         ends, so that a level shift (which does not come back) is not one;
+ *         above spike_score and that are SPIKE_MIN_CHANGE off the median,
+ *         followed by one back under half the score or half the run's
+ *         height; reported when it ends, so that a level shift (which does
+ *         not come back) is not one;
  *       shift: one-sided CUSUM of the robust z-score (clipped at +-Z_CLIP so
  *         that one spike cannot trip it, allowance CUSUM_K) against
  *         shift_score, confirmed when the samples since the change are flat
- *         (still rising is a ramp: the trend detector's) and the new level is
- *         SHIFT_MIN_CHANGE away; the baseline is then learnt again from the
- *         samples after the change;
+ *         (still rising is a ramp: the trend detector's), the new level (their
+ *         median) is SHIFT_MIN_CHANGE away, and two levels fit the window
+ *         better than one line (a climb that paused is no step); the baseline
+ *         is then learnt again from the samples after the change;
  *       trend: every trend_every samples one averaged point; a least-squares
  *         line over the last trend_window points whose r2 >= trend_r2 and
  *         whose change over the window is >= trend_change of the level;
@@ -442,6 +445,14 @@ static double win_back(const anom_t *a, uint32_t cap, uint32_t back) {
     return a->win[(a->head + cap - 1 - back) % cap];
 }
 
+/* The median of the `len` samples from `back` places before the newest on
+ * (back + len <= a->n). */
+static double back_median(anom_t *a, uint32_t cap, uint32_t back, uint32_t len) {
+    for (uint32_t i = 0; i < len; i++) a->tmp[i] = win_back(a, cap, back + i);
+    qsort(a->tmp, len, sizeof(double), dcmp);
+    return len % 2 ? a->tmp[len / 2] : 0.5 * (a->tmp[len / 2 - 1] + a->tmp[len / 2]);
+}
+
 static void win_push(anom_t *a, uint32_t cap, double v) {
     if (a->n < cap) {
         a->win[a->n++] = v;
@@ -450,6 +461,35 @@ static void win_push(anom_t *a, uint32_t cap, double v) {
         a->win[a->head] = v;
         a->head = (a->head + 1) % cap;
     }
+}
+
+/* Whether the window (oldest first) is fitted better by one straight line
+ * than by two levels split before its last k samples: a steady climb whose
+ * window median lags behind looks flat over a few samples, but it is not a
+ * step. Absolute residuals, each level its part's median, so that one spike
+ * in the window (which a least-squares line leans towards) does not decide. */
+static int ramp_fits_better(anom_t *a, uint32_t cap, uint32_t k) {
+    uint32_t n = a->n;
+    if (k >= n) return 0;
+    double after = back_median(a, cap, 0, k), before = back_median(a, cap, k, n - k);
+    double sx = 0, sy = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        sx += i;
+        sy += win_back(a, cap, n - 1 - i);
+    }
+    double mx = sx / n, my = sy / n, sxx = 0, sxy = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        double y = win_back(a, cap, n - 1 - i);
+        sxx += (i - mx) * (i - mx);
+        sxy += (i - mx) * (y - my);
+    }
+    double b = sxx > 0 ? sxy / sxx : 0, step = 0, line = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        double y = win_back(a, cap, n - 1 - i);
+        step += fabs(y - (i < n - k ? before : after));
+        line += fabs(y - (my + b * (i - mx)));
+    }
+    return line <= step;
 }
 
 /* ----------------------------------------------------------- anomalies */
@@ -465,14 +505,16 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
         double med, sigma;
         robust(a, &med, &sigma);
         double z = dir * (v - med) / sigma;
-        /* spike: a short run of outliers that comes back */
-        if (z > m->o.spike_score) {
+        /* spike: a short run of outliers (a score over spike_score and at
+         * least SPIKE_MIN_CHANGE off the median: jitter next to a spike is
+         * not part of it) that comes back under half the score or half the
+         * run's height */
+        if (z > m->o.spike_score && dir * (v - med) >= SPIKE_MIN_CHANGE * fabs(med)) {
             if (a->run == 0 || dir * (v - a->run_max) > 0) a->run_max = v;
             if (a->run == 0) a->run_med = med;
             a->run++;
-        } else {
-            if (a->run > 0 && a->run <= SPIKE_MAX_RUN && z < m->o.spike_score / 2 &&
-                dir * (a->run_max - a->run_med) >= SPIKE_MIN_CHANGE * fabs(a->run_med)) {
+        } else if (a->run > 0 && (z < m->o.spike_score / 2 || dir * (v - a->run_med) < 0.5 * dir * (a->run_max - a->run_med))) {
+            if (a->run <= SPIKE_MAX_RUN) {
                 fmt_value(vb, sizeof vb, metric, a->run_max);
                 fmt_value(bb, sizeof bb, metric, a->run_med);
                 snprintf(msg, sizeof msg, "%s spike: %s against a median of %s (%d sample%s)", what, vb, bb, a->run,
@@ -480,7 +522,7 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
                 raised += emit(m, t_ns, STALL_ALERT_FIRING, K_SPIKE, NULL, metric, a->run_max, m->o.spike_score,
                                a->run_med, 0.6, msg);
             }
-            if (z < m->o.spike_score / 2) a->run = 0;
+            a->run = 0;
         }
         /* shift: one-sided CUSUM of the clipped robust z */
         double zc = z > Z_CLIP ? Z_CLIP : z < -Z_CLIP ? -Z_CLIP : z;
@@ -497,19 +539,14 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
          * jump); still rising is a ramp, the trend detector's */
         uint32_t k = a->above_n < a->n ? a->above_n : a->n;
         if (k >= 5) k--; /* the oldest may straddle the change */
-        double older = 0, newer = 0;
-        for (uint32_t i = 0; i < k; i++) {
-            double x = win_back(a, m->o.window, i);
-            if (i < k / 2) newer += x;
-            else older += x;
-        }
-        newer /= (double)(k / 2 ? k / 2 : 1);
-        older /= (double)(k - k / 2 ? k - k / 2 : 1);
-        double level = 0.5 * (newer + older), jump = dir * (level - trip_med);
+        /* medians: a spike among them moves neither the level nor the halves */
+        double newer = back_median(a, m->o.window, 0, k / 2 ? k / 2 : 1);
+        double older = back_median(a, m->o.window, k / 2, k - k / 2 ? k - k / 2 : 1);
+        double level = back_median(a, m->o.window, 0, k ? k : 1), jump = dir * (level - trip_med);
         if (k < 4 || dir * (newer - older) > 0.3 * jump) {
             a->cusum = m->o.shift_score; /* hold: decide on the next sample */
-        } else if (jump < SHIFT_MIN_CHANGE * fabs(trip_med)) {
-            a->cusum = 0; /* real but too small to alert on */
+        } else if (jump < SHIFT_MIN_CHANGE * fabs(trip_med) || ramp_fits_better(a, m->o.window, k)) {
+            a->cusum = 0; /* real but too small to alert on, or a steady climb (the trend detector's) */
         } else {
             fmt_value(vb, sizeof vb, metric, level);
             fmt_value(bb, sizeof bb, metric, trip_med);

@@ -150,6 +150,7 @@ static void test_rates_and_reuse(void **state) {
     assert_int_equal(fx_write(root, "proc/103/stat",
                               "103 (reborn) S 100 103 103 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9999 1000 7 0\n"),
                      0);
+    assert_int_equal(fx_write(root, "proc/103/smaps_rollup", "Rss: 14 kB\nPss: 7 kB\n"), 0);
     assert_int_equal(stall__tree_sample(t, 2 * SEC, 0, out, 8), 5);
     const stall_proc_sample_t *p = by_pid(out, 5, 101);
     assert_non_null(p);
@@ -168,12 +169,20 @@ static void test_rates_and_reuse(void **state) {
     assert_string_equal(p->comm, "reborn");
     assert_int_equal(p->starttime, 9999);
     assert_int_equal(p->valid & STALL_PROC_RATES, 0); /* not across two processes */
-    assert_int_equal(p->valid & STALL_PROC_PSS, 0);   /* nor the old one's PSS */
+    assert_true(p->valid & STALL_PROC_PSS); /* its own PSS, read at once for a new process */
+    assert_int_equal(p->pss_bytes, 7 * 1024);
 
     assert_int_equal(fx_write(root, "proc/103/stat",
                               "103 (reborn) S 100 103 103 0 -1 0 0 0 0 0 60 40 0 0 20 0 1 0 9999 1000 7 0\n"),
                      0);
+    /* 101 grows by 50 pages: between PSS reads, its PSS moves with its RSS */
+    assert_int_equal(fx_write(root, "proc/101/stat",
+                              "101 (worker 0) R 100 101 101 0 -1 4194304 100 0 0 0 40 25 0 0 20 0 1 0 5100 1000000 "
+                              "150 18446744073709551615 0 0\n"),
+                     0);
     assert_int_equal(stall__tree_sample(t, 3 * SEC, 0, out, 8), 5);
+    p = by_pid(out, 5, 101);
+    assert_int_equal(p->pss_bytes, 101 * 1024 + 50 * (uint64_t)g_page);
     p = by_pid(out, 5, 103);
     assert_true(p->valid & STALL_PROC_RATES);
     assert_float_equal(p->cpu_util, 100.0 / (double)g_hz, 1e-9);

@@ -230,6 +230,75 @@ static void test_leak_trend_and_oom_once(void **state) {
     stall_monitor_free(m);
 }
 
+/* The real loop's step time over 0.5 s spans is quantized (20 or 23 batches
+ * a span) and jitters by 20% now and then: samples 20% off right before and
+ * after the slow step must not make the spike a run too long to be one; the
+ * step 2.6x slower from sample 110 on (two spans straddle the change) is one
+ * level shift, though the spike is still in the window */
+static void test_spike_then_shift_amid_jitter(void **state) {
+    (void)state;
+    stall_monitor_t *m = mon();
+    got_t g = {0};
+    double v[STALL_MON_COUNT_];
+    for (int i = 0; i < 200; i++) {
+        steady(v, 0.025, 5e8);
+        double st = i % 3 ? 0.025 : i % 2 ? 0.0263 : 0.0261;
+        if (i == 99 || i == 100 || i == 102) st = 0.03; /* jitter */
+        if (i == 101) st = 0.3;                         /* the slow step */
+        if (i == 110) st = 0.046;
+        if (i == 111) st = 0.054;
+        if (i > 111) st = i % 3 ? 0.0625 : i % 2 ? 0.0667 : 0.0714;
+        v[STALL_MON_STEP_TIME_S] = st;
+        v[STALL_MON_THROUGHPUT] = 1 / st;
+        stall_monitor_observe(m, (uint64_t)(i + 1) * SEC / 2, v);
+        drain(m, &g, i);
+    }
+    if (g.n != 4) dump(&g);
+    assert_int_equal(count(&g, "spike", "step_time_s", 0), 1);
+    assert_int_equal(count(&g, "spike", "throughput", 0), 1);
+    assert_int_equal(count(&g, "shift", "step_time_s", 0), 1);
+    assert_int_equal(count(&g, "shift", "throughput", 0), 1);
+    assert_int_equal(g.n, 4);
+    int at = -1;
+    first(&g, "spike", "step_time_s", &at);
+    assert_int_equal(at, 102);
+    first(&g, "shift", "step_time_s", &at);
+    assert_true(at >= 110 && at <= 120);
+    stall_monitor_free(m);
+}
+
+/* A leak of ~50 MB/s sampled at 10 Hz on 700 MB, whose loop stalls for 1 s
+ * every 5 s (a shared machine): after a stall it looks flat against the
+ * window's median, which lags behind; nor does a drop (pages freed) followed
+ * by more of the climb make a level shift: one trend, one OOM, no shift */
+static void test_climb_with_pauses_is_no_shift(void **state) {
+    (void)state;
+    stall_monitor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.oom_horizon_s = 3 * 24 * 3600.0;
+    stall_monitor_t *m = stall_monitor_new(&o);
+    assert_non_null(m);
+    assert_int_equal(stall_monitor_add_default_rules(m, NULL), 0);
+    got_t g = {0};
+    double v[STALL_MON_COUNT_];
+    double mem = 7e8;
+    for (int i = 0; i < 300; i++) {
+        steady(v, 0.025, 0);
+        if (i % 50 < 40) mem += i % 2 ? 3e6 : 7e6; /* the kernel's RSS moves in steps */
+        if (i == 210) mem -= 1.9e8;
+        v[STALL_MON_MEMORY_BYTES] = mem;
+        v[STALL_MON_HOST_MEMORY_AVAILABLE_BYTES] = 2.4e10 - mem;
+        stall_monitor_observe(m, (uint64_t)(i + 1) * SEC / 10, v);
+        drain(m, &g, i);
+    }
+    if (count(&g, "shift", NULL, 0) || count(&g, "oom", "memory_bytes", STALL_ALERT_FIRING) != 1) dump(&g);
+    assert_int_equal(count(&g, "shift", NULL, 0), 0);
+    assert_int_equal(count(&g, "spike", "memory_bytes", 0), 0);
+    assert_int_equal(count(&g, "oom", "memory_bytes", STALL_ALERT_FIRING), 1);
+    assert_int_equal(count(&g, "trend", "memory_bytes", STALL_ALERT_FIRING), 1);
+    stall_monitor_free(m);
+}
+
 static void test_threshold_rule(void **state) {
     (void)state;
     stall_monitor_t *m = stall_monitor_new(NULL);
@@ -426,6 +495,8 @@ int main(void) {
         cmocka_unit_test(test_spike_once),
         cmocka_unit_test(test_shift_once),
         cmocka_unit_test(test_leak_trend_and_oom_once),
+        cmocka_unit_test(test_spike_then_shift_amid_jitter),
+        cmocka_unit_test(test_climb_with_pauses_is_no_shift),
         cmocka_unit_test(test_threshold_rule),
         cmocka_unit_test(test_suppressed_and_queue),
         cmocka_unit_test(test_bad_input),

@@ -12,10 +12,11 @@
  * small hash table keyed by pid; the starttime read at each sample tells a
  * reused pid (a new process) from the one seen before, and rates are only
  * computed across two samples of the same (pid, starttime). smaps_rollup is
- * opened, read and closed when the caller says the PSS is due; between two
- * such reads the last PSS is reported again. A process that vanishes between
- * listing and reading is left out silently; entries of processes gone are
- * closed and freed at the end of each sample.
+ * opened, read and closed for a new process and when the caller says the
+ * PSS is due; between two such reads the last PSS is reported moved by the
+ * process's RSS change since (new private pages count whole in both). A
+ * process that vanishes between listing and reading is left out silently;
+ * entries of processes gone are closed and freed at the end of each sample.
  *
  * Thread states: the folder <pid>/task stays open; at each sample it is
  * listed again (getdents64), and each thread's stat is opened relative to it,
@@ -80,8 +81,8 @@ typedef struct tproc_t {
     int io_off, status_off, sched_off; /* unreadable for good: not retried */
     stall_pid_stat_t st;                /* parsed at this sample */
     uint64_t minflt, majflt;            /* parsed at this sample */
-    int has_prev, prev_io, prev_sched, has_pss;
-    uint64_t prev_t_ns, prev_ticks, prev_read, prev_write, prev_wait, pss_bytes;
+    int has_prev, prev_io, prev_sched, has_pss, pss_tried;
+    uint64_t prev_t_ns, prev_ticks, prev_read, prev_write, prev_wait, pss_bytes, pss_rss; /* pss_rss: RSS then */
     uint64_t prev_stime, prev_minflt, prev_majflt;
     /* <pid>/task kept open (O_DIRECTORY) for the thread states; task_off:
      * unreadable for good (permission), not retried. The counts of the last
@@ -272,7 +273,7 @@ static void entry_reset(tproc_t *e) {
     children_files_close(e);
     task_close(e);
     e->io_off = e->status_off = e->sched_off = e->task_off = 0;
-    e->has_prev = e->prev_io = e->prev_sched = e->has_pss = e->has_ctx = e->wait_tried = e->has_wait = 0;
+    e->has_prev = e->prev_io = e->prev_sched = e->has_pss = e->pss_tried = e->has_ctx = e->wait_tried = e->has_wait = 0;
 }
 
 /* Reads pid's stat and marks it part of this sample's tree. Returns 0, or -1
@@ -829,19 +830,28 @@ static void fill(stall_tree_collector_t *c, tproc_t *e, uint32_t depth, uint64_t
     if ((n = rd_opt(c, e, &e->sched, &e->sched_off, "schedstat")) >= 0 &&
         stall__parse_schedstat(c->buf, (size_t)n, &o->run_ns, &o->runq_wait_ns) == 0)
         o->valid |= STALL_PROC_SCHED;
-    if (pss_due) {
+    /* at once for a new process (a tree's memory must not jump when its
+     * workers' PSS first comes in), then when due */
+    if (pss_due || !e->pss_tried) {
         char rel[64];
         stall_kfile_t f;
+        e->pss_tried = 1;
         e->has_pss = 0;
         if (rel_of(rel, sizeof rel, e->pid, "smaps_rollup") == 0 && stall__kf_open(&f, c->proc_root, rel) == 0) {
             n = rd(c, &f);
             stall__kf_close(&f);
-            if (n >= 0 && stall__parse_smaps_rollup(c->buf, (size_t)n, &e->pss_bytes) == 0) e->has_pss = 1;
+            if (n >= 0 && stall__parse_smaps_rollup(c->buf, (size_t)n, &e->pss_bytes) == 0) {
+                e->has_pss = 1;
+                e->pss_rss = o->rss_bytes;
+            }
         }
     }
     if (e->has_pss) {
+        /* between reads: the last PSS moved by the RSS change since (pages a
+         * process allocates or frees are its own), so growth shows at once */
+        int64_t d = (int64_t)o->rss_bytes - (int64_t)e->pss_rss;
         o->valid |= STALL_PROC_PSS;
-        o->pss_bytes = e->pss_bytes;
+        o->pss_bytes = d < 0 && (uint64_t)-d > e->pss_bytes ? 0 : (uint64_t)((int64_t)e->pss_bytes + d);
     }
     /* at once for a new process, then at the cadence (unknown stays unknown
      * in between: a failed read is not retried at every sample) */
