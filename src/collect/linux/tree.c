@@ -699,9 +699,10 @@ static int waits_on_socket(const tproc_t *e, uint32_t tid) {
 
 /* What thread tid of e does now (TH_*): its stat, then its wchan when it
  * sleeps. Returns 0, 1 when the thread is gone, -1 when unreadable. */
-static int thread_what(const tproc_t *e, uint32_t tid, uint32_t *what) {
+static int thread_what(const tproc_t *e, uint32_t tid, uint32_t *what, int *settled) {
     char rel[64], b[160];
     char state;
+    *settled = 1;
     if (rel_of(rel, sizeof rel, tid, "stat") < 0) return -1;
     long n = read_at(e->task_fd, rel, b, sizeof b);
     if ((n < 0 && (errno == ENOENT || errno == ESRCH)) || n == 0) return 1; /* exited */
@@ -713,6 +714,9 @@ static int thread_what(const tproc_t *e, uint32_t tid, uint32_t *what) {
         *what = TH_DISK;
     } else if (state == 'S') {
         if (rel_of(rel, sizeof rel, tid, "wchan") < 0 || (n = read_at(e->task_fd, rel, b, sizeof b)) < 0) return -1;
+        /* "0": asleep by its state but still on the run queue (going to
+         * sleep, or just woken): where it waits is unknown yet */
+        if (n >= 1 && b[0] == '0' && (n == 1 || b[1] == '\n')) *settled = 0;
         int w = stall__classify_wchan(b, (size_t)n);
         if (w == STALL__WCHAN_NET || (w == STALL__WCHAN_NET_MAYBE && waits_on_socket(e, tid) != 0))
             *what = TH_NET;
@@ -761,10 +765,14 @@ static void read_waits(stall_tree_collector_t *c, tproc_t *e) {
         if (old && old->run_ns == t->run_ns && old->wait_ns == t->wait_ns) {
             t->what = old->what;
         } else {
-            int rc = thread_what(e, tid, &t->what);
+            int settled;
+            int rc = thread_what(e, tid, &t->what, &settled);
             if (rc > 0) continue; /* exited */
             if (rc < 0) return;
-            if (!sched) t->run_ns = t->wait_ns = UINT64_MAX; /* never matches */
+            /* a verdict is kept only while the thread does not run, and only
+             * a settled one: a thread caught on its way into a wait may not
+             * run again for a long time */
+            if (!sched || !settled) t->run_ns = t->wait_ns = UINT64_MAX; /* never matches */
         }
         seen++;
         count[t->what]++;
