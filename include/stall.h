@@ -554,7 +554,9 @@ ssize_t stall_sampler_series(stall_sampler_t *s, int metric, stall_point_t *out,
 uint64_t stall_sampler_count(stall_sampler_t *s);
 size_t stall_sampler_memory_bytes(const stall_sampler_t *s);
 
-/* Stops the thread if running and frees everything. */
+/* Stops the thread if running and frees everything. In a child forked from
+ * the process that made it, it does nothing (the thread is the parent's, and
+ * its locks may be held there); start fails there, stop returns 0. */
 void stall_sampler_free(stall_sampler_t *s);
 
 /* ----------------------------------------------------------- aggregation */
@@ -645,7 +647,9 @@ stall_reader_t *stall_engine_reader(stall_engine_t *e);
  * spool). fn NULL removes it. Returns 0, or -1 for a NULL engine. */
 int stall_engine_set_tap(stall_engine_t *e, stall_record_fn fn, void *ctx);
 /* Stops, drains one last time, frees; remove = 1 deletes the directory
- * (never for an observer engine). */
+ * (never for an observer engine). Fork: in a child forked from the process
+ * that made the engine, free does nothing (the threads, the records and the
+ * directory are the parent's), stop returns 0, start and drain fail. */
 void stall_engine_free(stall_engine_t *e, int remove);
 
 /* ------------------------------------------------------------ diagnosis */

@@ -47,6 +47,7 @@ struct stall_engine_t {
     char *dir;           /* the session directory (loader settings live there) */
     stall__detector_t detectors[MAX_DETECTORS]; /* added with stall_engine_add_detector, under lock */
     int ndetectors;
+    pid_t owner; /* the process that made it: a forked copy must neither drain nor join */
 };
 
 /* Makes a primary or an observer engine; `who` names the public call in errors. */
@@ -69,6 +70,7 @@ static stall_engine_t *engine_make(const char *who, const char *dir, const stall
         return NULL;
     }
     e->observer = observer;
+    e->owner = getpid();
     e->interval_ns = drain_interval_ns ? drain_interval_ns : DEFAULT_DRAIN_NS;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -138,8 +140,16 @@ static int drain_one(void *ctx, const stall_reader_proc_t *proc, const stall_rec
     return 0;
 }
 
+/* -1 with an error when e is a copy a fork made: draining it would take the
+ * parent's records (the read positions are shared). */
+static int not_ours(const stall_engine_t *e, const char *who) {
+    if (e->owner == getpid()) return 0;
+    return stall__err("%s: the engine was made by process %d; a forked child makes its own", who, (int)e->owner);
+}
+
 ssize_t stall_engine_drain(stall_engine_t *e) {
     if (!e) return stall__err("stall_engine_drain: engine is NULL");
+    if (not_ours(e, "stall_engine_drain")) return -1;
     pthread_mutex_lock(&e->drain_lock);
     tap_ctx_t c = {e, 0};
     ssize_t n = stall_reader_drain(e->reader, drain_one, &c);
@@ -189,6 +199,7 @@ static void *engine_main(void *arg) {
 
 int stall_engine_start(stall_engine_t *e) {
     if (!e) return stall__err("stall_engine_start: engine is NULL");
+    if (not_ours(e, "stall_engine_start")) return -1;
     pthread_mutex_lock(&e->lock);
     if (e->running) {
         pthread_mutex_unlock(&e->lock);
@@ -210,6 +221,7 @@ int stall_engine_start(stall_engine_t *e) {
 
 int stall_engine_stop(stall_engine_t *e) {
     if (!e) return stall__err("stall_engine_stop: engine is NULL");
+    if (e->owner != getpid()) return 0; /* a forked copy: the threads stayed in the parent */
     if (e->sampler) stall_sampler_stop(e->sampler);
     pthread_mutex_lock(&e->lock);
     if (!e->running) {
@@ -232,6 +244,10 @@ stall_sampler_t *stall_engine_sampler(stall_engine_t *e) { return e ? e->sampler
 
 void stall_engine_free(stall_engine_t *e, int remove) {
     if (!e) return;
+    /* a forked copy is left as it is (the process's exit returns the
+     * memory): no drain (the records are the parent's), no join, and no
+     * destroying locks that the parent's threads may have held */
+    if (e->owner != getpid()) return;
     stall_engine_stop(e);
     stall_engine_drain(e); /* what was recorded up to now is counted */
     stall_sampler_free(e->sampler);

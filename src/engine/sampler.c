@@ -76,6 +76,7 @@ struct stall_sampler_t {
     int running;
     int stop;
     pthread_cond_t wake;
+    pid_t owner; /* the process that made it: a forked copy has no thread, and its locks may be held */
 };
 
 const char *stall_metric_name(int metric) {
@@ -116,6 +117,7 @@ stall_sampler_t *stall_sampler_new(const stall_sampler_options_t *o) {
     stall_sampler_t *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     s->opt = opt;
+    s->owner = getpid();
     stall__strlcpy(s->proc_root, opt.proc_root && *opt.proc_root ? opt.proc_root : "/proc", sizeof s->proc_root);
     stall__strlcpy(s->sys_root, opt.sys_root && *opt.sys_root ? opt.sys_root : "/sys", sizeof s->sys_root);
     s->opt.proc_root = s->proc_root;
@@ -364,6 +366,9 @@ static void *sampler_main(void *arg) {
 
 int stall_sampler_start(stall_sampler_t *s) {
     if (!s) return stall__err("stall_sampler_start: sampler is NULL");
+    if (s->owner != getpid())
+        return stall__err("stall_sampler_start: the sampler was made by process %d; a forked child makes its own",
+                          (int)s->owner);
     pthread_mutex_lock(&s->lock);
     if (s->running) {
         pthread_mutex_unlock(&s->lock);
@@ -378,6 +383,7 @@ int stall_sampler_start(stall_sampler_t *s) {
 
 int stall_sampler_stop(stall_sampler_t *s) {
     if (!s) return stall__err("stall_sampler_stop: sampler is NULL");
+    if (s->owner != getpid()) return 0; /* a forked copy: the thread stayed in the parent */
     pthread_mutex_lock(&s->lock);
     if (!s->running) {
         pthread_mutex_unlock(&s->lock);
@@ -460,6 +466,10 @@ size_t stall_sampler_memory_bytes(const stall_sampler_t *s) {
 
 void stall_sampler_free(stall_sampler_t *s) {
     if (!s) return;
+    /* a forked copy is left as it is: its locks and condition may be held by
+     * threads that stayed in the parent (destroying them can block for ever),
+     * and NVML is the parent's; the process's exit returns the memory */
+    if (s->owner != getpid()) return;
     stall_sampler_stop(s);
     if (s->sys) stall__sys_close(s->sys);
     if (s->tree) stall__tree_close(s->tree);

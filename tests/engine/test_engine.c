@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -228,6 +230,56 @@ static void with_sampler(void **state) {
     stall_op_stats_t op;
     assert_true(find_op(stall_engine_agg(e), 0, "eng-sampled", &op));
     assert_int_equal(op.count, 10);
+    stall_engine_free(e, 0);
+}
+
+/* A child forked while the engine's threads wait (sampler at 5 ms, drain
+ * every 10 s): the child's copy neither drains (the parent's records stay
+ * the parent's) nor joins threads it does not have, and free returns at once
+ * (it used to block for ever destroying a condition the parent's threads
+ * waited on) */
+static void fork_leaves_the_engine_to_the_parent(void **state) {
+    (void)state;
+    drain_away();
+    stall_sampler_options_t so;
+    memset(&so, 0, sizeof so);
+    so.interval_ns = 5000000;
+    so.no_gpu = 1;
+    stall_engine_t *e = stall_engine_new(g_dir, &so, 0, 10000000000ull);
+    assert_non_null(e);
+    assert_int_equal(stall_engine_start(e), 0);
+    for (int i = 0; i < 10; i++) {
+        stall_begin(STALL_KIND_CPU_COMPUTE, "eng-forked");
+        stall_end();
+    }
+    pause_us(20000); /* the threads are waiting now */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = 0;
+        if (stall_engine_drain(e) != -1 || !strstr(stall_last_error(), "forked child")) code = 1;
+        else if (stall_engine_start(e) != -1) code = 2;
+        else if (stall_engine_stop(e) != 0) code = 3;
+        stall_engine_free(e, 1);
+        _exit(code);
+    }
+    int st = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 1000 && (got = waitpid(pid, &st, WNOHANG)) == 0; i++) pause_us(10000);
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail_msg("the forked child did not exit within 10 s");
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(stall_engine_stop(e), 0);
+    assert_true(stall_engine_drain(e) >= 0);
+    stall_op_stats_t op;
+    assert_true(find_op(stall_engine_agg(e), 0, "eng-forked", &op));
+    assert_int_equal(op.count, 10); /* none taken by the child */
+    struct stat sb;
+    assert_int_equal(stat(g_dir, &sb), 0); /* nor the directory removed */
     stall_engine_free(e, 0);
 }
 
@@ -483,6 +535,7 @@ int main(void) {
         cmocka_unit_test(drains_while_recording),
         cmocka_unit_test(with_sampler),
         cmocka_unit_test(without_sampler_defaults),
+        cmocka_unit_test(fork_leaves_the_engine_to_the_parent),
         cmocka_unit_test(free_removes_directory),
         cmocka_unit_test(diagnosis),
         cmocka_unit_test(diagnosis_waiting_for_data),

@@ -628,3 +628,37 @@ def test_stall_run_child_profiles_with_an_observer_engine(session, tmp_path):
     res = json.loads(out.strip().splitlines()[-1])
     assert res == {"pid": res["pid"], "count": 25, "type": "data_loading", "observer": True, "fork_raises": True}
     assert len([r for r in seen if r.pid == res["pid"]]) == 25  # the primary lost nothing
+
+
+def test_forked_child_exits_while_the_engine_monitor_and_metrics_server_run():
+    """A program that forks (os.fork, child ends with sys.exit: the
+    interpreter tears its modules down, dropping its copies of the engine, the
+    monitor and the metrics server) must not hang: the child's copies leave
+    the parent's threads, locks and records alone."""
+    out = run_py("""
+import json, os, sys, time
+import stall
+mon = stall.PerformanceMonitor(stall.ProfilingConfig(monitoring_interval=0.05))
+mon.start_monitoring()
+srv = stall.serve_prometheus("127.0.0.1:0")
+time.sleep(0.3)  # every thread is running, or waiting on its condition
+pid = os.fork()
+if pid == 0:
+    sys.exit(7)
+t0 = time.monotonic()
+status = None
+while time.monotonic() - t0 < 15:
+    got, st = os.waitpid(pid, os.WNOHANG)
+    if got:
+        status = os.waitstatus_to_exitcode(st)
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+alive = mon.get_monitoring_summary()["is_monitoring"]
+mon.stop_monitoring()
+print(json.dumps([status, round(time.monotonic() - t0, 2), alive]))
+""", timeout=60)
+    assert out[0] == 7, f"the forked child did not exit by itself: {out}"
+    assert out[2] is True  # the parent's monitor still runs
