@@ -279,6 +279,7 @@ static void input_evidence(const ctx_t *c, stall_finding_t *f, const stall_loade
     EV(f, "main_cpu_cores", a->main_cpu_cores, 2);
     EV(f, "runq_wait_cores", a->runq_wait_cores, 2);
     EV(f, "idle_cores", a->idle_cores, 2);
+    EV(f, "steal_of_busy", a->steal_of_busy, 2);
 }
 
 static void suggest_workers(const ctx_t *c, stall_finding_t *f, const stall_loader_t *l) {
@@ -290,6 +291,12 @@ static void suggest_workers(const ctx_t *c, stall_finding_t *f, const stall_load
                                     "core(s); now %d",
                                     n, c->A, l->num_workers);
     if (s) PARAM(s, "num_workers", n, 0);
+}
+
+/* The share of a running thread's time the hypervisor leaves it (1 off a
+ * virtual machine or when unknown; at least 0.2). */
+static double cpu_kept(const stall_analysis_t *a) {
+    return isfinite(a->steal_of_busy) ? fmax(0.2, 1.0 - a->steal_of_busy) : 1.0;
 }
 
 /* The tree's threads wait on network sockets more than on storage: at
@@ -310,10 +317,13 @@ static int detect_input(ctx_t *c, stall_finding_t *f, int cap) {
     double cpu = stall__loader_cpu_frac(l);
     /* Off-CPU time is not all storage: a runnable thread waiting for a core
      * (other programs, too many threads) is off-CPU too. The tree's run-queue
-     * wait per core it used tells how much to add back to the on-CPU share. */
+     * wait per core it used tells how much to add back to the on-CPU share;
+     * on a virtual machine, the time the hypervisor took from a running
+     * thread is neither on-CPU nor waiting to run in the guest's books. */
     double used = a->tree_cpu_cores, demand = cpu;
     if (isfinite(cpu) && isfinite(a->runq_wait_cores) && isfinite(used) && used > 0.05)
         demand = fmin(1.0, cpu * (1.0 + a->runq_wait_cores / used));
+    if (isfinite(demand)) demand = fmin(1.0, demand / cpu_kept(a));
     /* cores data loading could still use: within the run's limits, and idle
      * on the machine (other programs count) */
     double spare = isfinite(a->usable_cores) ? a->usable_cores - (isfinite(a->main_cpu_cores) ? a->main_cpu_cores : 1.0) -
@@ -565,7 +575,7 @@ static int detect_compute(ctx_t *c, stall_finding_t *f, int cap) {
          * other busy programs a CPU-bound process gets less than a core, and
          * on a virtual machine the host steals a share of what it got. */
         double rq = isfinite(a->runq_wait_cores) ? a->runq_wait_cores : 0;
-        double kept = isfinite(a->steal_share) ? fmax(0.2, 1.0 - a->steal_share) : 1.0;
+        double kept = cpu_kept(a);
         double tree = (a->tree_cpu_cores + rq) / kept;
         double one = isfinite(a->main_cpu_cores) ? (a->main_cpu_cores + rq) / kept : NAN;
         int busy = isfinite(tree) && ((isfinite(a->usable_cores) && tree >= c->in->th.cpu * a->usable_cores) ||
@@ -916,12 +926,13 @@ int stall__analyze(const stall_analysis_in_t *in_, stall_analysis_t *a) {
     a->runq_wait_cores = series_stat(in.sampler, STALL_M_TREE_RUNQ_WAIT, t0, t1, MEAN);
     a->idle_cores = NAN;
     a->iowait_cores = NAN;
-    a->steal_share = NAN;
+    a->steal_share = a->steal_of_busy = NAN;
     if (y.valid & STALL_SYS_CPU) {
         a->steal_share = series_stat(in.sampler, STALL_M_CPU_STEAL, t0, t1, MEAN);
         double busy = series_stat(in.sampler, STALL_M_CPU_USER, t0, t1, MEAN) +
                       series_stat(in.sampler, STALL_M_CPU_SYSTEM, t0, t1, MEAN) + a->steal_share;
         if (isfinite(busy)) a->idle_cores = fmax(0.0, 1.0 - busy) * (double)y.ncpus;
+        if (isfinite(busy) && busy > 0.01) a->steal_of_busy = fmin(1.0, a->steal_share / busy);
         double iow = series_stat(in.sampler, STALL_M_CPU_IOWAIT, t0, t1, MEAN);
         if (isfinite(iow)) a->iowait_cores = iow * (double)y.ncpus;
     }
@@ -1054,7 +1065,7 @@ static const struct {
     VDBL("usable_cores", usable_cores), VDBL("main_cpu_cores", main_cpu_cores),
     VDBL("workers_cpu_cores", workers_cpu_cores), VDBL("tree_cpu_cores", tree_cpu_cores),
     VDBL("idle_cores", idle_cores), VDBL("runq_wait_cores", runq_wait_cores), VDBL("iowait_cores", iowait_cores),
-    VDBL("steal_share", steal_share),
+    VDBL("steal_share", steal_share), VDBL("steal_of_busy", steal_of_busy),
     VDBL("mem_used_frac_max", mem_used_frac_max), VDBL("psi_mem_some_max_pct", psi_mem_some_max),
     VDBL("psi_io_some_max_pct", psi_io_some_max), VDBL("psi_io_some_mean_pct", psi_io_some_mean),
     VDBL("disk_busy_mean", disk_busy_mean), VDBL("tree_io_bytes_per_s", tree_io_bytes_per_s),

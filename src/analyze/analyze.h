@@ -120,6 +120,8 @@ struct stall_diagnosis_t {
     double runq_wait_cores;  /* the tree's mean waiting-to-run, in cores, over the loop (NaN: unknown) */
     double idle_cores;       /* the machine's mean idle cores over the loop, other programs counted (NaN) */
     double steal_share;      /* the machine's CPU time taken by the hypervisor, mean share over the loop (NaN) */
+    double steal_of_busy;    /* the hypervisor's share of the time the CPUs wanted to run (user + system +
+                                steal): what a running thread loses (an idle vCPU loses nothing) (NaN) */
     double mem_used_frac_max; /* of what the tree may use, NaN: unknown */
     double psi_mem_some_max, psi_io_some_max; /* avg10 %, NaN: unknown */
     double psi_io_some_mean, iowait_cores;    /* over the loop: avg10 %, cores idle on I/O (NaN) */

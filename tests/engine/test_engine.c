@@ -26,6 +26,7 @@
 
 #include "stall.h"
 #include "test_util.h"
+#include "fx.h"
 
 static char g_base[512];
 static stall_session_t *g_sess;
@@ -529,6 +530,81 @@ static void diagnosis_transfer_overhead(void **state) {
     stall_engine_free(e, 0);
 }
 
+/* /proc/stat of the recorded 2-CPU machine after `batches` batches: per
+ * batch, cpu0 runs `busy` ticks, the hypervisor steals `steal` of it, the
+ * rest of 10 ticks idle; cpu1 idles. */
+static void write_stat(const char *root, int batches, int busy, int steal) {
+    long u = 145018 + (long)batches * busy, st = 1067 + (long)batches * steal;
+    long i0 = 125222 + (long)batches * (10 - busy - steal), i1 = 110445 + (long)batches * 10;
+    char text[512];
+    snprintf(text, sizeof text,
+             "cpu  %ld 0 212360 %ld 763 0 199 %ld 0 0\n"
+             "cpu0 %ld 0 93180 %ld 517 0 73 %ld 0 0\n"
+             "cpu1 67014 0 119179 %ld 245 0 125 517 0 0\n",
+             u, i0 + i1, st, u - 67014, i0, st - 517, i1);
+    assert_int_equal(fx_write(root, "proc/stat", text), 0);
+}
+
+/* The loop waits on a fetch (loader without workers) that is on a CPU 30%
+ * of its time. On a machine whose hypervisor takes nothing, the rest is a
+ * wait on storage: SLOW_DISK_IO. When the hypervisor takes 70% of the time
+ * the CPU wanted, the fetch wanted a core all along and got 30% of it: not a
+ * storage wait, and with a CPU idle, workers help: INSUFFICIENT_WORKERS. */
+static const char *input_cause_under_steal(int steal) {
+    char root[4096], proc[4200], sys[4200], fetch[64], wait[64];
+    assert_int_equal(fx_scratch(root, sizeof root, "vm-6.18-v1"), 0);
+    snprintf(proc, sizeof proc, "%s/proc", root);
+    snprintf(sys, sizeof sys, "%s/sys", root);
+    drain_away();
+    write_loader(3, 0);
+    stall_sampler_options_t so = {.root_pid = 19811, .proc_root = proc, .sys_root = sys, .no_gpu = 1};
+    stall_engine_t *e = stall_engine_new(g_dir, &so, 0, 0);
+    assert_non_null(e);
+    uint64_t id = 30 + (uint64_t)steal;
+    assert_int_equal(stall_agg_session_begin(stall_engine_agg(e), id, "loop", stall_now_ns()), 0);
+    snprintf(wait, sizeof wait, "dl%d.3.wait", (int)getpid());
+    snprintf(fetch, sizeof fetch, "dl%d.3.fetch", (int)getpid());
+    write_stat(root, 0, 3, steal);
+    assert_int_equal(stall_sampler_sample(stall_engine_sampler(e)), 0);
+    for (int i = 0; i <= 20; i++) {
+        stall_begin(STALL_KIND_DATA_WAIT, wait);
+        if (i < 20) {
+            stall_begin(STALL_KIND_DATA_LOADING | STALL_WITH_CPU, fetch);
+            struct timespec t0, t;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+            do clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+            while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000);
+            pause_us(700);
+            stall_end();
+        }
+        stall_end_arg(i < 20);
+        if (i == 20) break;
+        stall_begin(STALL_KIND_STEP, "train.step");
+        pause_us(200);
+        stall_end();
+        write_stat(root, i + 1, 3, steal);
+        assert_int_equal(stall_sampler_sample(stall_engine_sampler(e)), 0);
+    }
+    assert_int_equal(stall_agg_session_end(stall_engine_agg(e), id, stall_now_ns()), 0);
+    stall_diagnosis_t *d = stall_engine_diagnose(e, id, NULL);
+    assert_non_null(d);
+    static char type[64];
+    snprintf(type, sizeof type, "%s", stall_diagnosis_finding_count(d) ? stall_finding_type(stall_diagnosis_finding(d, 0)) : "");
+    double sob = stall_diagnosis_value(d, "steal_of_busy");
+    if (steal) assert_true(fabs(sob - (double)steal / (3 + steal)) < 0.01);
+    else assert_true(sob == 0);
+    stall_diagnosis_free(d);
+    stall_engine_free(e, 0);
+    fx_scratch_done(root);
+    return type;
+}
+
+static void diagnosis_counts_stolen_time_as_wanted_cpu(void **state) {
+    (void)state;
+    assert_string_equal(input_cause_under_steal(0), "SLOW_DISK_IO");
+    assert_string_equal(input_cause_under_steal(7), "INSUFFICIENT_WORKERS");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_arguments),
@@ -540,6 +616,7 @@ int main(void) {
         cmocka_unit_test(diagnosis),
         cmocka_unit_test(diagnosis_waiting_for_data),
         cmocka_unit_test(diagnosis_transfer_overhead),
+        cmocka_unit_test(diagnosis_counts_stolen_time_as_wanted_cpu),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
