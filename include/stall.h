@@ -507,9 +507,11 @@ typedef struct stall_sampler_options_t {
     const char *proc_root; /* default "/proc" (tests point it at fixture trees) */
     const char *sys_root;  /* default "/sys" */
     int no_gpu;            /* 1: do not load NVML */
-    uint64_t pss_interval_ns; /* smaps_rollup period; default 10 x interval; 0 = default. Stretched
-                                 while reading it would cost over 0.1% of a core (torch processes
-                                 have thousands of mappings: ~3 ms each) */
+    uint64_t pss_interval_ns; /* smaps_rollup period; default 10 x interval; 0 = default. Reads
+                                 cost ~3 ms per torch process (thousands of mappings): they may
+                                 cost 0.25 s of CPU plus 0.1% of a core over the time sampled,
+                                 then wait for that budget (between reads, each process's PSS
+                                 moves with its RSS) */
 } stall_sampler_options_t;
 
 /* Makes a sampler (nothing is read yet). NULL with an error naming the field

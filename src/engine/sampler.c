@@ -28,7 +28,12 @@
 #define MAX_DEVS 256
 #define DEFAULT_INTERVAL_NS 100000000ull
 #define DEFAULT_MAX_SAMPLES 1200u
-#define PSS_BUDGET 0.001 /* share of a core that reading PSS may cost: the period stretches */
+/* Reading PSS (smaps_rollup walks every mapping: ~3 ms for a process with
+ * torch loaded) may cost PSS_START_NS of CPU plus PSS_BUDGET of a core over
+ * the time sampled: a short run, and the start of a long one, get it at the
+ * full rate (pss_interval_ns); then reads wait until the budget allows. */
+#define PSS_BUDGET 0.001
+#define PSS_START_NS 250000000ull
 
 struct stall_sampler_t {
     stall_sampler_options_t opt;
@@ -37,9 +42,9 @@ struct stall_sampler_t {
     stall_tree_collector_t *tree;
     stall_nvml_t *nvml;
     int nvml_tried;
-    uint64_t last_pss_ns;
+    uint64_t last_pss_ns, first_ns;
     uint64_t tree_cpu_ns; /* CPU time of a tree sample without PSS (smoothed) */
-    uint64_t pss_gap_ns;  /* the PSS period now: pss_interval_ns, stretched (PSS_BUDGET) */
+    uint64_t pss_spent_ns; /* CPU time the PSS reads cost so far (estimated) */
 
     /* scratch, written only by the sampling side (held under sample_lock) */
     pthread_mutex_t sample_lock;
@@ -277,21 +282,18 @@ int stall_sampler_sample(stall_sampler_t *s) {
     stall__sys_sample(s->sys, now, &s->s_sys, s->s_cores, MAX_CORES, &s->s_ncores);
     s->s_ndevs_total = stall__sys_devices(s->sys, s->s_devs, MAX_DEVS);
     s->s_ndevs = s->s_ndevs_total < MAX_DEVS ? s->s_ndevs_total : MAX_DEVS;
-    if (s->pss_gap_ns < s->opt.pss_interval_ns) s->pss_gap_ns = s->opt.pss_interval_ns;
-    int pss_due = s->last_pss_ns == 0 || now - s->last_pss_ns >= s->pss_gap_ns;
+    if (!s->first_ns) s->first_ns = now;
+    double allowed = (double)PSS_START_NS + PSS_BUDGET * (double)(now - s->first_ns);
+    int pss_due = s->last_pss_ns == 0 ||
+                  (now - s->last_pss_ns >= s->opt.pss_interval_ns && (double)s->pss_spent_ns <= allowed);
     if (pss_due) s->last_pss_ns = now;
     uint64_t c0 = stall__clock_ns(CLOCK_THREAD_CPUTIME_ID);
     size_t total = stall__tree_sample(s->tree, now, pss_due, s->s_procs, MAX_PROCS);
     uint64_t spent = stall__clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
-    if (!pss_due) {
+    if (!pss_due)
         s->tree_cpu_ns = s->tree_cpu_ns ? (7 * s->tree_cpu_ns + spent) / 8 : spent;
-    } else if (s->tree_cpu_ns) {
-        /* smaps_rollup walks every mapping: ~3 ms for a process with torch
-         * loaded. Keep its share of a core under PSS_BUDGET. */
-        uint64_t pss_cost = spent > s->tree_cpu_ns ? spent - s->tree_cpu_ns : 0;
-        uint64_t gap = (uint64_t)((double)pss_cost / PSS_BUDGET);
-        s->pss_gap_ns = gap > s->opt.pss_interval_ns ? gap : s->opt.pss_interval_ns;
-    }
+    else /* before a sample without PSS is known, all of it counts */
+        s->pss_spent_ns += spent > s->tree_cpu_ns ? spent - s->tree_cpu_ns : 0;
     s->s_nprocs = total < MAX_PROCS ? total : MAX_PROCS;
 
     if (!s->nvml_tried && !s->opt.no_gpu) {
