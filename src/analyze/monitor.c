@@ -18,11 +18,12 @@
  *         not come back) is not one;
  *       shift: one-sided CUSUM of the robust z-score (clipped at +-Z_CLIP so
  *         that one spike cannot trip it, allowance CUSUM_K) against
- *         shift_score, confirmed when the samples since the change are flat
- *         (still rising is a ramp: the trend detector's), the new level (their
- *         median) is SHIFT_MIN_CHANGE away, and two levels fit the window
- *         better than one line (a climb that paused is no step); the baseline
- *         is then learnt again from the samples after the change;
+ *         shift_score, confirmed when the samples since the change span
+ *         SHIFT_HOLD_NS and are flat (still rising is a ramp: the trend
+ *         detector's), their median is SHIFT_MIN_CHANGE away, and two levels
+ *         fit the window better than one line (a climb that paused is no
+ *         step); the baseline is then learnt again from the samples after
+ *         the change;
  *       trend: every trend_every samples one averaged point; a least-squares
  *         line over the last trend_window points whose r2 >= trend_r2 and
  *         whose change over the window is >= trend_change of the level;
@@ -57,6 +58,8 @@
 #define REL_SIGMA_FLOOR 0.02 /* robust sigma is at least 2% of the level */
 #define SPIKE_MIN_CHANGE 0.5 /* a spike is at least 50% off the median (jitter is not one) */
 #define SHIFT_MIN_CHANGE 0.1 /* level shifts smaller than 10% of the level are not alerted */
+#define SHIFT_HOLD_NS 5000000000ull /* a new level holds 5 s before it is one (a slower spell of a
+                                       few seconds on a shared machine is not) */
 
 enum { K_THRESHOLD, K_SPIKE, K_SHIFT, K_TREND, K_OOM };
 static const char *const kind_names[NKINDS] = {"threshold", "spike", "shift", "trend", "oom"};
@@ -95,6 +98,7 @@ typedef struct anom_t {
     double run_max, run_med;
     double cusum;
     uint32_t above_n; /* consecutive samples more than one sigma on the bad side */
+    uint64_t above_t0; /* the time of the first of them */
     double *tt, *tv; /* trend points: time (s), value; a ring */
     uint32_t tn, thead;
     double acc_t, acc_v;
@@ -529,6 +533,7 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
         a->cusum += zc - CUSUM_K;
         if (a->cusum < 0) a->cusum = 0;
         a->above_n = zc > 1 ? a->above_n + 1 : 0;
+        if (a->above_n == 1) a->above_t0 = t_ns;
         trip = a->cusum > m->o.shift_score;
         trip_med = med;
     }
@@ -543,7 +548,7 @@ static int observe_anomaly(stall_monitor_t *m, size_t ai, uint64_t t_ns, double 
         double newer = back_median(a, m->o.window, 0, k / 2 ? k / 2 : 1);
         double older = back_median(a, m->o.window, k / 2, k - k / 2 ? k - k / 2 : 1);
         double level = back_median(a, m->o.window, 0, k ? k : 1), jump = dir * (level - trip_med);
-        if (k < 4 || dir * (newer - older) > 0.3 * jump) {
+        if (k < 4 || t_ns - a->above_t0 < SHIFT_HOLD_NS || dir * (newer - older) > 0.3 * jump) {
             a->cusum = m->o.shift_score; /* hold: decide on the next sample */
         } else if (jump < SHIFT_MIN_CHANGE * fabs(trip_med) || ramp_fits_better(a, m->o.window, k)) {
             a->cusum = 0; /* real but too small to alert on, or a steady climb (the trend detector's) */

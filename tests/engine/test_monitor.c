@@ -177,6 +177,17 @@ static void test_shift_once(void **state) {
     if (g2.n) dump(&g2);
     assert_int_equal(g2.n, 0);
     stall_monitor_free(m2);
+    /* nor is a slower spell of 4 s (+40%: no spike either) */
+    stall_monitor_t *m3 = mon();
+    got_t g3 = {0};
+    for (int i = 0; i < 600; i++) {
+        steady(v, i >= 300 && i < 304 ? 0.14 : 0.1, 2e9);
+        stall_monitor_observe(m3, (uint64_t)(i + 1) * SEC, v);
+        drain(m3, &g3, i);
+    }
+    if (g3.n) dump(&g3);
+    assert_int_equal(g3.n, 0);
+    stall_monitor_free(m3);
     stall_monitor_free(m);
 }
 

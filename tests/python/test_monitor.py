@@ -81,28 +81,30 @@ def test_steady_then_spike_then_shift_each_once_and_in_time():
                 return 1.2  # one slow step: a checkpoint, a GC pause
             return 0.06 if "shift" in marks else 0.02
 
-        marks = train(27, step, events=[(13, "spike"), (19, "shift")])
+        marks = train(26, step, events=[(11, "spike"), (16, "shift")])
     finally:
         mon.stop_monitoring()
     summary = mon.get_monitoring_summary()
     alerts = [a for _, a in got]
     msgs = [a["message"] for a in alerts]
-    # a shared machine stalls now and then (a real spike is a real spike): the
-    # steady phase must raise no shift, trend, oom or rule; the injected spike
-    # and shift one alert each, in time
-    before = [a for t, a in got if t < marks["spiked"] and a["type"] != "spike"]
+    # a shared machine stalls now and then (a real spike is a real spike), and
+    # may be saturated by other programs (the host CPU rule is right then):
+    # the steady phase must raise no shift, trend, oom or rule of the loop;
+    # the injected spike and shift one alert each, in time
+    of_loop = [a for a in alerts if a.get("rule") != "host_cpu_saturated"]
+    before = [a for t, a in got if t < marks["spiked"] and a["type"] != "spike" and a in of_loop]
     assert before == [], f"alerts on the steady phase: {msgs}"
     spikes = [a for t, a in got if a["type"] == "spike" and a["metric"] == "step_time_s"
               and marks["spiked"] < t < marks["shift"]]
     shifts = by(alerts, "shift", "step_time_s")
     assert len(spikes) == 1, msgs
     assert len(shifts) == 1, msgs
-    assert not by(alerts, "trend") and not by(alerts, "oom") and not by(alerts, "threshold"), msgs
+    assert not by(of_loop, "trend") and not by(of_loop, "oom") and not by(of_loop, "threshold"), msgs
     t_spike = next(t for t, a in got if a is spikes[0])
     t_shift = next(t for t, a in got if a is shifts[0])
     print("spike told after", t_spike - marks["spiked"], "s; shift after", t_shift - marks["shift"], "s")
     assert marks["spiked"] < t_spike < marks["spiked"] + 1.2 + 3.0
-    assert marks["shift"] < t_shift < marks["shift"] + 5.0
+    assert marks["shift"] + 4.5 < t_shift < marks["shift"] + 9.0  # a new level holds 5 s first
     assert t_spike < marks["shift"]
     assert shifts[0]["value"] > 1.5 * shifts[0]["baseline"]
     # the seed's fields, in their units
