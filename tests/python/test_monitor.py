@@ -104,7 +104,9 @@ def test_steady_then_spike_then_shift_each_once_and_in_time():
     t_shift = next(t for t, a in got if a is shifts[0])
     print("spike told after", t_spike - marks["spiked"], "s; shift after", t_shift - marks["shift"], "s")
     assert marks["spiked"] < t_spike < marks["spiked"] + 1.2 + 3.0
-    assert marks["shift"] + 4.5 < t_shift < marks["shift"] + 9.0  # a new level holds 5 s first
+    # a new level holds 5 s first (counted from the first sample above one sigma, which jitter can
+    # make a sample or two before the change)
+    assert marks["shift"] + 3.0 < t_shift < marks["shift"] + 9.0
     assert t_spike < marks["shift"]
     assert shifts[0]["value"] > 1.5 * shifts[0]["baseline"]
     # the seed's fields, in their units
