@@ -46,12 +46,13 @@
 #include "stall.h"
 
 #define MAX_PROCS 1024
+#define MAX_ALERTS 256 /* alert events kept for report.json */
 #define GRACE_NS 3000000000ull /* after CMD exits: time left to its orphans to exit */
 
 static const char *run_usage =
     "usage: stall run [--out DIR] [--level basic|detailed|comprehensive]\n"
     "                 [--interval SECONDS] [--threshold NAME=SHARE]... [--quiet]\n"
-    "                 [--prometheus ADDRESS] [--log FILE]\n"
+    "                 [--prometheus ADDRESS] [--log FILE] [--alert-threshold SEVERITY]\n"
     "                 -- CMD [ARGS...]\n"
     "\n"
     "Runs CMD, profiles its whole process tree (Python processes are instrumented\n"
@@ -81,12 +82,15 @@ static const char *run_usage =
     "  --log FILE         every alert of the live monitor (as it is raised and when\n"
     "                     it clears) and every finding at the end, one JSON object\n"
     "                     per line, appended to FILE ('-': stderr)\n"
+    "  --alert-threshold SEVERITY\n"
+    "                     the lowest severity (0..1) of the alerts printed while CMD\n"
+    "                     runs (0.8); all of them go to --log and report.json\n"
     "\n"
     "While CMD runs, a live monitor checks the default alert rules (memory used\n"
     "over the memory threshold, the loop waiting for data over 30%% of its time,\n"
     "host CPU saturated) and finds spikes, level shifts and trends in step time,\n"
     "throughput and memory, and memory running out within 30 minutes; alerts of\n"
-    "severity 0.8 and more are printed as they come.\n";
+    "severity 0.8 (--alert-threshold) and more are printed as they come.\n";
 
 static volatile sig_atomic_t g_child = 0;
 
@@ -235,6 +239,10 @@ typedef struct run_t {
     stall_monitor_t *monitor;       /* the live monitor (alerts), NULL if it could not start */
     const char *log_path;           /* --log */
     int log_fd;                     /* its descriptor, -1 when none */
+    double alert_threshold;         /* --alert-threshold: lowest severity printed (0.8) */
+    stall_alert_t alerts[MAX_ALERTS]; /* the run's alert events for report.json, the first MAX_ALERTS */
+    size_t nalerts;
+    uint64_t alerts_dropped;        /* events beyond MAX_ALERTS (still logged and printed) */
 } run_t;
 
 static int spool_tap(void *ctx, const stall_reader_proc_t *p, const stall_record_t *recs, size_t n) {
@@ -380,6 +388,8 @@ static void take_alerts(run_t *r) {
     stall_alert_t a;
     while (r->monitor && stall_monitor_next(r->monitor, &a, 0) == 1) {
         stall_alert_log(&a); /* nothing without --log */
+        if (r->nalerts < MAX_ALERTS) r->alerts[r->nalerts++] = a;
+        else r->alerts_dropped++;
         if (r->quiet || a.suppressed || a.state != STALL_ALERT_FIRING) continue;
         if (r->status_shown) fputs("\r\033[K", stderr);
         fprintf(stderr, "stall alert: %s (severity %.2f)\n", a.message, a.severity);
@@ -390,7 +400,7 @@ static void monitor_start(run_t *r) {
     stall_monitor_options_t mo;
     memset(&mo, 0, sizeof mo);
     mo.interval_ns = (uint64_t)(r->interval_s * 1e9);
-    mo.min_severity = 0.8;
+    mo.min_severity = r->alert_threshold;
     r->monitor = stall_monitor_new(&mo);
     if (r->monitor && stall_monitor_add_default_rules(r->monitor, &r->th) == 0 &&
         stall_monitor_start(r->monitor, r->engine) == 0) {
@@ -495,6 +505,9 @@ static void finish(run_t *r, int status, int sig) {
     rep.loop = (const double(*)[3])r->loop;
     rep.nloop = r->nloop;
     rep.dropped_events = dropped;
+    rep.alerts = r->alerts;
+    rep.nalerts = r->nalerts;
+    rep.alerts_dropped = r->alerts_dropped;
     rep.out_json = pj;
     rep.out_html = ph;
     rep.out_trace = ok_t ? pt : NULL;
@@ -618,6 +631,7 @@ int stall__cmd_run(int argc, char **argv) {
     r->out_dir = "stall-out";
     r->level = "detailed";
     r->interval_s = 0.1;
+    r->alert_threshold = 0.8;
     int i = 0;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -634,9 +648,9 @@ int stall__cmd_run(int argc, char **argv) {
             continue;
         }
         const char *val = NULL;
-        const char *opts[] = {"--out", "--level", "--interval", "--threshold", "--prometheus", "--log"};
+        const char *opts[] = {"--out", "--level", "--interval", "--threshold", "--prometheus", "--log", "--alert-threshold"};
         int which = -1;
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < 7; k++) {
             size_t l = strlen(opts[k]);
             if (!strncmp(a, opts[k], l) && (a[l] == 0 || a[l] == '=')) {
                 which = k;
@@ -656,6 +670,12 @@ int stall__cmd_run(int argc, char **argv) {
             if (strcmp(val, "basic") && strcmp(val, "detailed") && strcmp(val, "comprehensive"))
                 return run_usage_error("--level must be basic, detailed or comprehensive, not '%s'", val);
             r->level = val;
+        } else if (which == 6) {
+            char *end;
+            double v = strtod(val, &end);
+            if (end == val || *end || !(v >= 0 && v <= 1))
+                return run_usage_error("--alert-threshold must be a severity between 0 and 1, not '%s'", val);
+            r->alert_threshold = v;
         } else if (which == 5) {
             if (!*val) return run_usage_error("--log needs a file, or '-' for stderr%s", "");
             r->log_path = val;

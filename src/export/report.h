@@ -47,6 +47,9 @@ typedef struct stall_report_t {
     const double (*loop)[3];  /* per second: t_s since start, batches/s, data-wait share (NaN: no loop) */
     size_t nloop;
     uint64_t dropped_events;
+    const stall_alert_t *alerts; /* the live monitor's alert events, in order (may be NULL) */
+    size_t nalerts;
+    uint64_t alerts_dropped;     /* events not kept */
     const char *out_json, *out_html, *out_trace; /* paths written (NULL: not written) */
 } stall_report_t;
 

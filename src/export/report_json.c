@@ -4,7 +4,9 @@
  * Keys of the contract (other tools read them): schema, command,
  * exit_status, duration_s, bottlenecks[type, severity, summary, evidence,
  * suggestions[action, params, expected_speedup]], breakdown{data_wait_frac,
- * compute_frac}, loaders[...], processes, system, dropped_events. The rest
+ * compute_frac}, loaders[...], processes, system, dropped_events, alerts[t_s,
+ * state, type, rule, metric, value, threshold, baseline, severity,
+ * suppressed, message], alerts_dropped. The rest
  * (ops, series, throughput...) feeds report.html and people. Units are in
  * the key names; unknown numbers are null, never 0.
  */
@@ -52,6 +54,30 @@ static void kstr(FILE *f, int *first, const char *k, const char *v) {
 static void kbool(FILE *f, int *first, const char *k, int v) {
     key(f, first, k);
     fputs(v ? "true" : "false", f);
+}
+
+/* The live monitor's alert events: when (s since the start), firing or
+ * resolved, what, and the numbers. */
+static void alerts(FILE *f, const stall_report_t *r) {
+    fputc('[', f);
+    for (size_t i = 0; i < r->nalerts; i++) {
+        const stall_alert_t *a = &r->alerts[i];
+        int first = 1;
+        fputs(i ? ",{" : "{", f);
+        knum(f, &first, "t_s", a->t_ns >= r->start_ns ? (double)(a->t_ns - r->start_ns) / 1e9 : NAN, 3);
+        kstr(f, &first, "state", a->state == STALL_ALERT_FIRING ? "firing" : "resolved");
+        kstr(f, &first, "type", a->kind);
+        kstr(f, &first, "rule", a->rule);
+        kstr(f, &first, "metric", a->metric);
+        knum(f, &first, "value", a->value, 6);
+        knum(f, &first, "threshold", a->threshold, 6);
+        knum(f, &first, "baseline", a->baseline, 6);
+        knum(f, &first, "severity", a->severity, 2);
+        kbool(f, &first, "suppressed", a->suppressed);
+        kstr(f, &first, "message", a->message);
+        fputc('}', f);
+    }
+    fputc(']', f);
 }
 
 static void kvs(FILE *f, const stall_kv_t *kv, int n) {
@@ -391,6 +417,9 @@ char *stall__report_json(const stall_report_t *r, size_t *len) {
     key(f, &first, "series");
     series(f, r);
     kint(f, &first, "dropped_events", (long long)r->dropped_events);
+    key(f, &first, "alerts");
+    alerts(f, r);
+    kint(f, &first, "alerts_dropped", (long long)r->alerts_dropped);
     key(f, &first, "outputs");
     {
         int f2 = 1;

@@ -354,3 +354,32 @@ def test_stall_run_logs_alerts_and_findings_as_json_lines_and_exports_them(tmp_p
     assert findings and all({"type", "severity", "summary"} <= set(f) for f in findings)
     # the same shape as the library's lines (stall.monitor.set_json_log)
     assert {"ts", "level", "event", "type", "rule", "metric", "value", "severity", "message"} <= set(oom[0])
+    # report.json keeps the run's alert events
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["alerts_dropped"] == 0
+    kept = [a for a in rep["alerts"] if a["type"] == "oom" and a["state"] == "firing"]
+    assert len(kept) == 1, rep["alerts"]
+    assert kept[0]["message"] == oom[0]["message"] and kept[0]["suppressed"] is False
+    assert 0 < kept[0]["t_s"] < 60 and kept[0]["severity"] >= 0.9
+
+
+def test_stall_run_alert_threshold_gates_what_is_printed_not_what_is_kept(tmp_path):
+    import os
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    build = os.environ.get("STALL_BUILD", os.path.join(repo, "build"))
+    script = tmp_path / "leaky.py"
+    script.write_text(LEAKY)
+    stall_bin = os.path.join(build, "stall")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STALL_")}
+    bad = subprocess.run([stall_bin, "run", "--alert-threshold", "high", "--", "true"], capture_output=True,
+                         text=True, env=env)
+    assert bad.returncode == 2 and "--alert-threshold must be a severity between 0 and 1" in bad.stderr
+    p = subprocess.run([stall_bin, "run", "--alert-threshold", "1", "--out", str(tmp_path / "out"), "--",
+                        "/usr/bin/python3", str(script)], capture_output=True, text=True, env=env, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "stall alert:" not in p.stderr  # the OOM alert (severity 0.95) is under 1
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    oom = [a for a in rep["alerts"] if a["type"] == "oom" and a["state"] == "firing"]
+    assert len(oom) == 1 and oom[0]["suppressed"] is True, rep["alerts"]
