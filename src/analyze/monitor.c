@@ -409,32 +409,36 @@ static int dcmp(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
+/* The median of v[0..n) (n > 0), sorted in place. */
+static double sort_median(double *v, uint32_t n) {
+    qsort(v, n, sizeof(double), dcmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* Median and robust sigma (1.4826 MAD, floored) of the window. */
 static void robust(anom_t *a, double *med, double *sigma) {
     uint32_t n = a->n;
     memcpy(a->tmp, a->win, n * sizeof(double));
-    qsort(a->tmp, n, sizeof(double), dcmp);
-    double md = n % 2 ? a->tmp[n / 2] : 0.5 * (a->tmp[n / 2 - 1] + a->tmp[n / 2]);
+    double md = sort_median(a->tmp, n);
     for (uint32_t i = 0; i < n; i++) a->tmp[i] = fabs(a->win[i] - md);
-    qsort(a->tmp, n, sizeof(double), dcmp);
-    double mad = n % 2 ? a->tmp[n / 2] : 0.5 * (a->tmp[n / 2 - 1] + a->tmp[n / 2]);
-    double s = 1.4826 * mad, floor = REL_SIGMA_FLOOR * fabs(md);
+    double s = 1.4826 * sort_median(a->tmp, n), floor = REL_SIGMA_FLOOR * fabs(md);
     if (s < floor) s = floor;
     if (s < 1e-12) s = 1e-12;
     *med = md;
     *sigma = s;
 }
 
-/* Least squares over n points: slope and r2 (r2 = 0 for a flat or single-x set). */
+/* Least squares over n points (x NULL: x = 0, 1, ..., n - 1): slope and r2
+ * (r2 = 0 for a flat or single-x set). */
 static void fit(const double *x, const double *y, uint32_t n, double *slope, double *r2, double *mean_y) {
     double sx = 0, sy = 0;
     for (uint32_t i = 0; i < n; i++) {
-        sx += x[i];
+        sx += x ? x[i] : i;
         sy += y[i];
     }
     double mx = sx / n, my = sy / n, sxx = 0, syy = 0, sxy = 0;
     for (uint32_t i = 0; i < n; i++) {
-        double dx = x[i] - mx, dy = y[i] - my;
+        double dx = (x ? x[i] : i) - mx, dy = y[i] - my;
         sxx += dx * dx;
         syy += dy * dy;
         sxy += dx * dy;
@@ -453,8 +457,7 @@ static double win_back(const anom_t *a, uint32_t cap, uint32_t back) {
  * (back + len <= a->n). */
 static double back_median(anom_t *a, uint32_t cap, uint32_t back, uint32_t len) {
     for (uint32_t i = 0; i < len; i++) a->tmp[i] = win_back(a, cap, back + i);
-    qsort(a->tmp, len, sizeof(double), dcmp);
-    return len % 2 ? a->tmp[len / 2] : 0.5 * (a->tmp[len / 2 - 1] + a->tmp[len / 2]);
+    return sort_median(a->tmp, len);
 }
 
 static void win_push(anom_t *a, uint32_t cap, double v) {
@@ -476,22 +479,12 @@ static int ramp_fits_better(anom_t *a, uint32_t cap, uint32_t k) {
     uint32_t n = a->n;
     if (k >= n) return 0;
     double after = back_median(a, cap, 0, k), before = back_median(a, cap, k, n - k);
-    double sx = 0, sy = 0;
+    for (uint32_t i = 0; i < n; i++) a->tmp[i] = win_back(a, cap, n - 1 - i); /* oldest first */
+    double b, r2, my, mx = 0.5 * (n - 1), step = 0, line = 0;
+    fit(NULL, a->tmp, n, &b, &r2, &my);
     for (uint32_t i = 0; i < n; i++) {
-        sx += i;
-        sy += win_back(a, cap, n - 1 - i);
-    }
-    double mx = sx / n, my = sy / n, sxx = 0, sxy = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        double y = win_back(a, cap, n - 1 - i);
-        sxx += (i - mx) * (i - mx);
-        sxy += (i - mx) * (y - my);
-    }
-    double b = sxx > 0 ? sxy / sxx : 0, step = 0, line = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        double y = win_back(a, cap, n - 1 - i);
-        step += fabs(y - (i < n - k ? before : after));
-        line += fabs(y - (my + b * (i - mx)));
+        step += fabs(a->tmp[i] - (i < n - k ? before : after));
+        line += fabs(a->tmp[i] - (my + b * (i - mx)));
     }
     return line <= step;
 }
