@@ -86,14 +86,18 @@ static void dump(const got_t *g) {
                 g->a[i].state == STALL_ALERT_FIRING ? "firing" : "resolved", g->a[i].message);
 }
 
-static stall_monitor_t *mon(void) {
+/* A monitor with the default rules; oom_horizon_s 0: the default horizon. */
+static stall_monitor_t *mon_horizon(double oom_horizon_s) {
     stall_monitor_options_t o;
     memset(&o, 0, sizeof o);
+    o.oom_horizon_s = oom_horizon_s;
     stall_monitor_t *m = stall_monitor_new(&o);
     assert_non_null(m);
     assert_int_equal(stall_monitor_add_default_rules(m, NULL), 0);
     return m;
 }
+
+static stall_monitor_t *mon(void) { return mon_horizon(0); }
 
 static void test_steady_raises_nothing(void **state) {
     (void)state;
@@ -193,12 +197,7 @@ static void test_shift_once(void **state) {
 
 static void test_leak_trend_and_oom_once(void **state) {
     (void)state;
-    stall_monitor_options_t o;
-    memset(&o, 0, sizeof o);
-    o.oom_horizon_s = 3600;
-    stall_monitor_t *m = stall_monitor_new(&o);
-    assert_non_null(m);
-    assert_int_equal(stall_monitor_add_default_rules(m, NULL), 0);
+    stall_monitor_t *m = mon_horizon(3600);
     got_t g = {0};
     double v[STALL_MON_COUNT_];
     for (int i = 0; i < 1200; i++) {
@@ -284,12 +283,7 @@ static void test_spike_then_shift_amid_jitter(void **state) {
  * by more of the climb make a level shift: one trend, one OOM, no shift */
 static void test_climb_with_pauses_is_no_shift(void **state) {
     (void)state;
-    stall_monitor_options_t o;
-    memset(&o, 0, sizeof o);
-    o.oom_horizon_s = 3 * 24 * 3600.0;
-    stall_monitor_t *m = stall_monitor_new(&o);
-    assert_non_null(m);
-    assert_int_equal(stall_monitor_add_default_rules(m, NULL), 0);
+    stall_monitor_t *m = mon_horizon(3 * 24 * 3600.0);
     got_t g = {0};
     double v[STALL_MON_COUNT_];
     double mem = 7e8;

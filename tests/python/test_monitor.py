@@ -311,24 +311,31 @@ for x in DataLoader(D(), batch_size=8, num_workers=2):
 """
 
 
-def test_stall_run_logs_alerts_and_findings_as_json_lines_and_exports_them(tmp_path):
+def stall_cli():
+    """The built stall binary, and an environment without this test process's
+    STALL_* variables (its own session must not leak into the run)."""
     import os
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    build = os.environ.get("STALL_BUILD", os.path.join(repo, "build"))
+    return os.path.join(build, "stall"), {k: v for k, v in os.environ.items() if not k.startswith("STALL_")}
+
+
+def test_stall_run_logs_alerts_and_findings_as_json_lines_and_exports_them(tmp_path):
     import socket
     import subprocess
     import urllib.request
 
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    build = os.environ.get("STALL_BUILD", os.path.join(repo, "build"))
+    stall_bin, env = stall_cli()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "run.jsonl"
     script = tmp_path / "leaky.py"
     script.write_text(LEAKY)
-    p = subprocess.Popen([os.path.join(build, "stall"), "run", "--out", str(tmp_path / "out"),
+    p = subprocess.Popen([stall_bin, "run", "--out", str(tmp_path / "out"),
                           "--log", str(log), "--prometheus", f"127.0.0.1:{port}", "--",
                           "/usr/bin/python3", str(script)], stderr=subprocess.PIPE, text=True,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("STALL_")})
+                         env=env)
     text = ""
     deadline = time.monotonic() + 60
     while p.poll() is None and time.monotonic() < deadline:
@@ -364,15 +371,11 @@ def test_stall_run_logs_alerts_and_findings_as_json_lines_and_exports_them(tmp_p
 
 
 def test_stall_run_alert_threshold_gates_what_is_printed_not_what_is_kept(tmp_path):
-    import os
     import subprocess
 
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    build = os.environ.get("STALL_BUILD", os.path.join(repo, "build"))
+    stall_bin, env = stall_cli()
     script = tmp_path / "leaky.py"
     script.write_text(LEAKY)
-    stall_bin = os.path.join(build, "stall")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STALL_")}
     bad = subprocess.run([stall_bin, "run", "--alert-threshold", "high", "--", "true"], capture_output=True,
                          text=True, env=env)
     assert bad.returncode == 2 and "--alert-threshold must be a severity between 0 and 1" in bad.stderr
